@@ -1,0 +1,3 @@
+"""evf-lightning: train, evaluate and publish EVF-SAM text-prompted segmentation models."""
+
+__version__ = "0.1.0"

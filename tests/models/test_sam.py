@@ -1,0 +1,69 @@
+"""SAM backbone: published sizes on the meta device, tiny forward/backward, the original's fixed buffers."""
+
+import pytest
+import torch
+
+from evf_lightning.models.sam import SamBackboneConfig, SamImageBackbone
+
+
+@pytest.mark.parametrize(
+    ("preset", "parameters"),
+    [(SamBackboneConfig.vit_b, 93_735_472), (SamBackboneConfig.vit_l, 312_342_832), (SamBackboneConfig.vit_h, 641_090_608)],
+)
+def test_published_sizes_build_on_meta(preset, parameters):
+    with torch.device("meta"):
+        backbone = SamImageBackbone(preset())
+    assert sum(p.numel() for p in backbone.parameters()) == parameters
+    # segment-anything's state dict: 594 keys for ViT-H (457 encoder + 17 prompt encoder + 120 decoder)
+    if preset is SamBackboneConfig.vit_h:
+        assert len(backbone.state_dict()) == 594
+
+
+def test_gaussian_matrix_is_a_fixed_buffer():
+    backbone = SamImageBackbone(SamBackboneConfig.tiny())
+    names = [name for name, _ in backbone.named_parameters()]
+    assert not any("positional_embedding" in name for name in names)
+    assert "prompt_encoder.shared_embedding.positional_embedding" in dict(backbone.named_buffers())
+
+
+def test_two_way_transformer_uses_original_layernorm_eps():
+    backbone = SamImageBackbone(SamBackboneConfig.tiny())
+    norms = [m for n, m in backbone.mask_decoder.transformer.named_modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and all(norm.eps == 1e-5 for norm in norms)
+
+
+def test_tiny_forward_backward_shares_each_image_between_its_prompts():
+    torch.manual_seed(0)
+    config = SamBackboneConfig.tiny(image_size=64)
+    backbone = SamImageBackbone(config)
+    features = backbone.encode(torch.randn(2, 3, 64, 64))
+    assert features.embedding.shape == (2, config.prompt_dim, 4, 4)
+    image_index = torch.tensor([0, 0, 1])
+    prompts = torch.randn(3, 1, config.prompt_dim, requires_grad=True)
+    logits = backbone.decode(features, image_index, prompts)
+    assert logits.shape == (3, 16, 16)
+    # expressions 0 and 1 share image 0 but differ in prompt, so their masks differ
+    assert not torch.allclose(logits[0], logits[1])
+    # the same prompt on the same image gives the same mask whichever slot it sits in
+    again = backbone.decode(features, torch.tensor([0]), prompts[1:2])
+    torch.testing.assert_close(again[0], logits[1])
+    logits.sum().backward()
+    assert prompts.grad is not None and prompts.grad.abs().sum() > 0
+    assert backbone.mask_decoder.iou_token.weight.grad is not None
+
+
+def test_multimask_output_keeps_the_mask_with_best_predicted_iou():
+    torch.manual_seed(0)
+    config = SamBackboneConfig.tiny(image_size=64)
+    backbone = SamImageBackbone(config).eval()
+    features = backbone.encode(torch.randn(1, 3, 64, 64))
+    prompts = torch.randn(2, 1, config.prompt_dim)
+    index = torch.tensor([0, 0])
+    chosen = backbone.decode(features, index, prompts, multimask_output=True)
+    embedding = features.embedding[index]
+    dense = backbone.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(2, -1, 4, 4)
+    masks, iou = backbone.mask_decoder(
+        embedding, backbone.dense_positional_encoding().expand(2, -1, -1, -1), prompts.unsqueeze(1), dense, True
+    )
+    best = iou[:, 0].argmax(-1)
+    torch.testing.assert_close(chosen, masks[torch.arange(2), 0, best])
