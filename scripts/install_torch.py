@@ -38,12 +38,24 @@ def resolves_to_cpu_build(spec: str) -> bool:
         return True
     with tempfile.NamedTemporaryFile(suffix=".json") as report:
         done = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--quiet", "--report", report.name, spec],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--dry-run",
+                "--no-deps",
+                "--quiet",
+                "--report",
+                report.name,
+                spec,
+            ],
             capture_output=True,
         )
         if done.returncode != 0:
             return False
-        installs = json.load(open(report.name)).get("install", [])
+        with open(report.name) as handle:
+            installs = json.load(handle).get("install", [])
     return any("+cpu" in item["metadata"]["version"] for item in installs)
 
 

@@ -23,6 +23,4 @@ class ImageFeatures:
         return ImageFeatures(self.embedding[index], [level[index] for level in self.high_res])
 
     def to(self, *args: object, **kwargs: object) -> ImageFeatures:
-        return ImageFeatures(
-            self.embedding.to(*args, **kwargs), [level.to(*args, **kwargs) for level in self.high_res]
-        )
+        return ImageFeatures(self.embedding.to(*args, **kwargs), [level.to(*args, **kwargs) for level in self.high_res])

@@ -8,7 +8,11 @@ from evf_lightning.models.sam import SamBackboneConfig, SamImageBackbone
 
 @pytest.mark.parametrize(
     ("preset", "parameters"),
-    [(SamBackboneConfig.vit_b, 93_735_472), (SamBackboneConfig.vit_l, 312_342_832), (SamBackboneConfig.vit_h, 641_090_608)],
+    [
+        (SamBackboneConfig.vit_b, 93_735_472),
+        (SamBackboneConfig.vit_l, 312_342_832),
+        (SamBackboneConfig.vit_h, 641_090_608),
+    ],
 )
 def test_published_sizes_build_on_meta(preset, parameters):
     with torch.device("meta"):
@@ -63,7 +67,11 @@ def test_multimask_output_keeps_the_mask_with_best_predicted_iou():
     embedding = features.embedding[index]
     dense = backbone.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(2, -1, 4, 4)
     masks, iou = backbone.mask_decoder(
-        embedding, backbone.dense_positional_encoding().expand(2, -1, -1, -1), prompts.unsqueeze(1), dense, True
+        embedding,
+        backbone.dense_positional_encoding().expand(2, -1, -1, -1),
+        prompts.unsqueeze(1),
+        dense,
+        True,
     )
     best = iou[:, 0].argmax(-1)
     torch.testing.assert_close(chosen, masks[torch.arange(2), 0, best])

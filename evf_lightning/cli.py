@@ -1,0 +1,79 @@
+"""The `evf` command: one verb table over Lightning's fit/validate/test/predict and our own verbs.
+
+Lightning verbs are LightningCLI (omegaconf mode: `--config`, dotted overrides, `--print_config`).
+Our verbs are typed functions whose docstrings are their `--help`. Verbs that need no model (such as
+`evf data synth`) do not import Lightning, so they start in a second.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+LIGHTNING_VERBS = {
+    "fit": "train a model (LightningCLI)",
+    "validate": "evaluate on the validation splits (LightningCLI)",
+    "test": "evaluate on the test splits (LightningCLI)",
+    "predict": "predict masks for a data split (LightningCLI)",
+}
+
+
+def _synth() -> Callable:
+    from evf_lightning.data.synth_cli import synth
+
+    return synth
+
+
+def _grounding() -> Callable:
+    from evf_lightning.commands.grounding import grounding
+
+    return grounding
+
+
+# verb -> (sub-verb -> loader of the typed function that implements it)
+OUR_VERBS: dict[str, dict[str, Callable[[], Callable]] | Callable[[], Callable]] = {
+    "data": {"synth": _synth},
+    "grounding": _grounding,
+}
+
+
+def _usage() -> str:
+    lines = ["usage: evf VERB [options]   (evf VERB --help for a verb's options)", ""]
+    lines += [f"  {verb:<12} {text}" for verb, text in LIGHTNING_VERBS.items()]
+    for verb, entry in OUR_VERBS.items():
+        subs = entry.keys() if isinstance(entry, dict) else [None]
+        for sub in subs:
+            loader = entry[sub] if isinstance(entry, dict) else entry
+            doc = (loader().__doc__ or "").strip().splitlines()[0]
+            lines.append(f"  {verb + (' ' + sub if sub else ''):<12} {doc}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    # Offline by design: nothing reaches a hub at run time unless a verb is asked to publish.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return
+    verb, rest = argv[0], argv[1:]
+    if verb in LIGHTNING_VERBS:
+        from evf_lightning.training.lightning_cli import EvfCLI
+
+        EvfCLI(args=argv)
+        return
+    if verb not in OUR_VERBS:
+        raise SystemExit(f"evf: unknown verb {verb!r}\n\n{_usage()}")
+    from jsonargparse import auto_cli
+
+    entry = OUR_VERBS[verb]
+    if isinstance(entry, dict):
+        auto_cli({name: loader() for name, loader in entry.items()}, args=rest, as_positional=True)
+    else:
+        auto_cli(entry(), args=rest, as_positional=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""A batch of images with their expressions, and the collate function that builds it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class ExpressionItem:
+    """One image, preprocessed for both branches, with its expressions tokenised."""
+
+    sam_pixels: Tensor
+    beit_pixels: Tensor
+    token_ids: list[list[int]]
+    masks: Tensor
+    resized_hw: tuple[int, int]
+    texts: list[str]
+    source: str
+
+
+@dataclass
+class ReferBatch:
+    """B images and N >= B expressions; `image_index[n]` names expression n's image.
+
+    Images are encoded once and shared by all their expressions (the official `offset` vector, as an
+    index). Masks stay at each image's original resolution, where the loss and metrics are computed.
+    """
+
+    sam_pixels: Tensor
+    beit_pixels: Tensor
+    input_ids: Tensor
+    attention_mask: Tensor
+    image_index: Tensor
+    masks: list[Tensor]
+    resized_hw: list[tuple[int, int]]
+    texts: list[str]
+    sources: list[str]
+    num_skipped: int = 0
+
+    @property
+    def num_images(self) -> int:
+        return self.sam_pixels.shape[0]
+
+    @property
+    def num_expressions(self) -> int:
+        return self.input_ids.shape[0]
+
+
+def collate_expressions(items: list[ExpressionItem | None], pad_token_id: int = 1) -> ReferBatch:
+    """Stack images and right-pad token ids; `None` items are samples skipped as unreadable."""
+    kept = [item for item in items if item is not None]
+    if not kept:
+        raise RuntimeError(f"every sample of a batch of {len(items)} was skipped as unreadable; see the log")
+    token_ids = [ids for item in kept for ids in item.token_ids]
+    length = max(len(ids) for ids in token_ids)
+    input_ids = torch.full((len(token_ids), length), pad_token_id, dtype=torch.long)
+    for row, ids in enumerate(token_ids):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    image_index = torch.cat([torch.full((len(item.token_ids),), i, dtype=torch.long) for i, item in enumerate(kept)])
+    return ReferBatch(
+        sam_pixels=torch.stack([item.sam_pixels for item in kept]),
+        beit_pixels=torch.stack([item.beit_pixels for item in kept]),
+        input_ids=input_ids,
+        attention_mask=input_ids != pad_token_id,
+        image_index=image_index,
+        masks=[item.masks for item in kept],
+        resized_hw=[item.resized_hw for item in kept],
+        texts=[text for item in kept for text in item.texts],
+        sources=[item.source for item in kept],
+        num_skipped=len(items) - len(kept),
+    )

@@ -1,0 +1,124 @@
+"""Torch dataset over referring-segmentation readers: one item = one image and its expressions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from evf_lightning.data.batch import ExpressionItem
+from evf_lightning.data.sample import ReferringSample
+from evf_lightning.data.sampler import Draw
+from evf_lightning.data.transforms import Beit3Preprocess, SamPreprocess
+
+log = logging.getLogger(__name__)
+
+OnBadSample = Literal["raise", "skip"]
+
+
+class SampleReader(Protocol):
+    """What every on-disk format reader offers (refer, and the multitask formats later)."""
+
+    def __len__(self) -> int: ...
+
+    def num_expressions(self, index: int) -> int: ...
+
+    def load(
+        self, index: int, expressions: Sequence[int] | None = None, normalise_text: bool = False
+    ) -> ReferringSample: ...
+
+
+class TextTokenizer(Protocol):
+    def __call__(self, text: str) -> dict[str, list[int]]: ...
+
+
+class EmptyExpressionError(ValueError):
+    """An expression that tokenises to nothing but special tokens gives the model no prompt."""
+
+
+class ExpressionDataset(Dataset[ExpressionItem | None]):
+    """Training reads up to `expressions_per_image` expressions per image, drawn from (seed, epoch,
+    index); evaluation (`expressions_per_image=None`) reads every expression of every image.
+
+    `text_override` replaces expression texts (the grounding check's shuffled prompts), keyed by
+    (item index, expression index).
+    """
+
+    def __init__(
+        self,
+        readers: Sequence[SampleReader],
+        tokenizer: TextTokenizer,
+        sam_preprocess: SamPreprocess,
+        beit_preprocess: Beit3Preprocess,
+        expressions_per_image: int | None = 3,
+        seed: int = 0,
+        normalise_text: bool = False,
+        on_bad_sample: OnBadSample = "raise",
+        text_override: dict[tuple[int, int], str] | None = None,
+    ) -> None:
+        self.readers = list(readers)
+        self.offsets = np.cumsum([0] + [len(r) for r in self.readers])
+        self.tokenizer = tokenizer
+        self.sam_preprocess = sam_preprocess
+        self.beit_preprocess = beit_preprocess
+        self.expressions_per_image = expressions_per_image
+        self.seed = seed
+        self.normalise_text = normalise_text
+        self.on_bad_sample = on_bad_sample
+        self.text_override = text_override or {}
+        self.num_skipped = 0
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def locate(self, index: int) -> tuple[SampleReader, int]:
+        which = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        return self.readers[which], index - int(self.offsets[which])
+
+    def chosen_expressions(self, index: int, epoch: int) -> list[int]:
+        reader, local = self.locate(index)
+        count = reader.num_expressions(local)
+        if self.expressions_per_image is None or count <= self.expressions_per_image:
+            return list(range(count))
+        rng = np.random.default_rng([self.seed, epoch, index])
+        return sorted(rng.choice(count, size=self.expressions_per_image, replace=False).tolist())
+
+    def __getitem__(self, draw: Draw | int) -> ExpressionItem | None:
+        index, epoch = draw if isinstance(draw, Draw) else (draw, 0)
+        try:
+            return self._read(index, epoch)
+        except (OSError, ValueError) as error:
+            if self.on_bad_sample == "raise":
+                raise
+            self.num_skipped += 1
+            log.warning("skipping sample %d (%d skipped so far in this worker): %s", index, self.num_skipped, error)
+            return None
+
+    def _read(self, index: int, epoch: int) -> ExpressionItem:
+        reader, local = self.locate(index)
+        chosen = self.chosen_expressions(index, epoch)
+        sample = reader.load(local, chosen, normalise_text=self.normalise_text)
+        texts = [self.text_override.get((index, j), text) for j, text in zip(chosen, sample.texts, strict=True)]
+        sam_pixels, resized_hw = self.sam_preprocess(sample.image)
+        return ExpressionItem(
+            sam_pixels=sam_pixels,
+            beit_pixels=self.beit_preprocess(sample.image),
+            token_ids=[self._tokenize(text, sample.source) for text in texts],
+            masks=torch.from_numpy(np.ascontiguousarray(sample.masks)),
+            resized_hw=resized_hw,
+            texts=texts,
+            source=sample.source,
+        )
+
+    def _tokenize(self, text: str, source: str) -> list[int]:
+        ids = self.tokenizer(text)["input_ids"]
+        if len(ids) <= 2:
+            raise EmptyExpressionError(
+                f"expression {text!r} of {source} tokenises to no tokens besides <s> </s>; "
+                "fix the annotation or run with data.on_bad_sample=skip"
+            )
+        return ids

@@ -1,0 +1,99 @@
+"""The one name map between our module tree and the official EVF-SAM checkpoint keys.
+
+Ours uses transformers' SAM module names under `image_backbone.`; the official checkpoints use
+segment-anything's names under `visual_model.` (reference/checkpoints.md §1, §3, §8). Each rule is a
+pair of key prefixes, official first, with `{i}`/`{n}` standing for an integer; the first rule whose
+prefix matches rewrites that prefix and keeps the rest of the key. The same table serves both
+directions, so import and export cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import cache
+from typing import TypeVar
+
+V = TypeVar("V")
+
+_SAM_IMAGE = ("visual_model.image_encoder.", "image_backbone.image_encoder.")
+_SAM_PROMPT = ("visual_model.prompt_encoder.", "image_backbone.prompt_encoder.")
+_SAM_DECODER = ("visual_model.mask_decoder.", "image_backbone.mask_decoder.")
+
+
+def _under(parent: tuple[str, str], official: str, ours: str) -> tuple[str, str]:
+    return parent[0] + official, parent[1] + ours
+
+
+RULES: tuple[tuple[str, str], ...] = (
+    _under(_SAM_IMAGE, "blocks.{i}.norm{n}.", "layers.{i}.layer_norm{n}."),
+    _under(_SAM_IMAGE, "blocks.{i}.", "layers.{i}."),
+    _under(_SAM_IMAGE, "patch_embed.proj.", "patch_embed.projection."),
+    _under(_SAM_IMAGE, "neck.0.", "neck.conv1."),
+    _under(_SAM_IMAGE, "neck.1.", "neck.layer_norm1."),
+    _under(_SAM_IMAGE, "neck.2.", "neck.conv2."),
+    _under(_SAM_IMAGE, "neck.3.", "neck.layer_norm2."),
+    _under(_SAM_PROMPT, "pe_layer.positional_encoding_gaussian_matrix", "shared_embedding.positional_embedding"),
+    _under(_SAM_PROMPT, "point_embeddings.{i}.", "point_embed.{i}."),
+    _under(_SAM_PROMPT, "mask_downscaling.0.", "mask_embed.conv1."),
+    _under(_SAM_PROMPT, "mask_downscaling.1.", "mask_embed.layer_norm1."),
+    _under(_SAM_PROMPT, "mask_downscaling.3.", "mask_embed.conv2."),
+    _under(_SAM_PROMPT, "mask_downscaling.4.", "mask_embed.layer_norm2."),
+    _under(_SAM_PROMPT, "mask_downscaling.6.", "mask_embed.conv3."),
+    _under(_SAM_DECODER, "transformer.layers.{i}.norm{n}.", "transformer.layers.{i}.layer_norm{n}."),
+    _under(_SAM_DECODER, "transformer.norm_final_attn.", "transformer.layer_norm_final_attn."),
+    _under(_SAM_DECODER, "output_upscaling.0.", "upscale_conv1."),
+    _under(_SAM_DECODER, "output_upscaling.1.", "upscale_layer_norm."),
+    _under(_SAM_DECODER, "output_upscaling.3.", "upscale_conv2."),
+    _under(_SAM_DECODER, "output_hypernetworks_mlps.{i}.layers.0.", "output_hypernetworks_mlps.{i}.proj_in."),
+    _under(_SAM_DECODER, "output_hypernetworks_mlps.{i}.layers.1.", "output_hypernetworks_mlps.{i}.layers.0."),
+    _under(_SAM_DECODER, "output_hypernetworks_mlps.{i}.layers.2.", "output_hypernetworks_mlps.{i}.proj_out."),
+    _under(_SAM_DECODER, "iou_prediction_head.layers.0.", "iou_prediction_head.proj_in."),
+    _under(_SAM_DECODER, "iou_prediction_head.layers.1.", "iou_prediction_head.layers.0."),
+    _under(_SAM_DECODER, "iou_prediction_head.layers.2.", "iou_prediction_head.proj_out."),
+    ("visual_model.", "image_backbone."),
+    ("mm_extractor.", "prompt_encoder."),
+    ("text_hidden_fcs.0.", "projector."),
+)
+
+
+class UnmappedKeyError(KeyError):
+    """A state-dict key that no rule of the official name map covers."""
+
+
+@cache
+def _compiled(direction: int) -> tuple[tuple[re.Pattern[str], str], ...]:
+    """Rules as (regex on the source prefix, format string for the target prefix)."""
+    compiled = []
+    for rule in RULES:
+        source, target = rule[direction], rule[1 - direction]
+        pattern = re.escape(source).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{n\}", r"(?P<n>\d+)")
+        compiled.append((re.compile(pattern), target))
+    return tuple(compiled)
+
+
+def _rename(key: str, direction: int) -> str:
+    for pattern, target in _compiled(direction):
+        match = pattern.match(key)
+        if match:
+            return target.format(**match.groupdict()) + key[match.end() :]
+    side = "official" if direction == 0 else "evf-lightning"
+    raise UnmappedKeyError(f"state-dict key {key!r} is not an {side} EVF key: no name-map rule covers it")
+
+
+def official_key(key: str) -> str:
+    """Our key -> the official checkpoint key."""
+    return _rename(key, 1)
+
+
+def our_key(key: str) -> str:
+    """Official checkpoint key -> our key."""
+    return _rename(key, 0)
+
+
+def to_official(state_dict: Mapping[str, V]) -> dict[str, V]:
+    return {official_key(k): v for k, v in state_dict.items()}
+
+
+def from_official(state_dict: Mapping[str, V]) -> dict[str, V]:
+    return {our_key(k): v for k, v in state_dict.items()}

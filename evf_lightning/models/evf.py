@@ -1,0 +1,80 @@
+"""EVF: an image backbone prompted by a projected vision-language feature.
+
+The composition is the same for every variant: the prompt encoder reads the small image and the
+expression, the projector maps its feature to the backbone's prompt width, and that single vector is the
+only sparse prompt of the mask decoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import Tensor, nn
+
+from evf_lightning.models.beit3 import Beit3Config
+from evf_lightning.models.image_features import ImageFeatures
+from evf_lightning.models.prompt_encoder import Beit3PromptConfig, Beit3PromptEncoder
+from evf_lightning.models.sam import SamBackboneConfig, SamImageBackbone
+
+
+@dataclass(frozen=True)
+class EvfModelConfig:
+    """Backbone + prompt encoder; the projector's widths follow from the two."""
+
+    image_backbone: SamBackboneConfig = field(default_factory=SamBackboneConfig.vit_h)
+    prompt_encoder: Beit3PromptConfig = field(default_factory=Beit3PromptConfig)
+    multimask_output: bool = False
+
+    @classmethod
+    def evf_sam(cls) -> EvfModelConfig:
+        """YxZhang/evf-sam and evf-sam-multitask: SAM ViT-H + BEiT-3-L (1.32B parameters)."""
+        return cls(SamBackboneConfig.vit_h(), Beit3PromptConfig(Beit3Config.large()))
+
+    @classmethod
+    def tiny(cls, vocab_size: int = 256, image_size: int = 128, beit_image_size: int = 64) -> EvfModelConfig:
+        """A model that trains in minutes on a CPU; what tests and the quickstart use."""
+        return cls(
+            SamBackboneConfig.tiny(image_size=image_size),
+            Beit3PromptConfig(Beit3Config.tiny(vocab_size=vocab_size, img_size=beit_image_size)),
+        )
+
+
+class Projector(nn.Sequential):
+    """Linear(d, d) -> ReLU -> Linear(d, prompt_dim): the official `text_hidden_fcs.0`."""
+
+    def __init__(self, width: int, prompt_dim: int) -> None:
+        super().__init__(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, prompt_dim))
+
+
+class EvfModel(nn.Module):
+    def __init__(self, config: EvfModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.image_backbone = SamImageBackbone(config.image_backbone)
+        self.prompt_encoder = Beit3PromptEncoder(config.prompt_encoder)
+        self.projector = Projector(self.prompt_encoder.width, config.image_backbone.prompt_dim)
+
+    def encode_image(self, pixels: Tensor) -> ImageFeatures:
+        return self.image_backbone.encode(pixels)
+
+    def encode_prompts(self, pixels: Tensor, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Prompt vectors [N, 1, C]; `pixels` holds one small image per expression."""
+        return self.projector(self.prompt_encoder(pixels, input_ids, attention_mask)).unsqueeze(1)
+
+    def forward(
+        self,
+        sam_pixels: Tensor | None,
+        beit_pixels: Tensor,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        image_index: Tensor,
+        image_features: ImageFeatures | None = None,
+    ) -> Tensor:
+        """Low-resolution mask logits [N, h, w], one per expression.
+
+        Images are encoded once per batch and shared by all of their expressions through
+        `image_index`; pass `image_features` to skip the image encoder (e.g. from a cache).
+        """
+        features = image_features if image_features is not None else self.encode_image(sam_pixels)
+        prompts = self.encode_prompts(beit_pixels[image_index], input_ids, attention_mask)
+        return self.image_backbone.decode(features, image_index, prompts, self.config.multimask_output)

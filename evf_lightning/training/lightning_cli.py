@@ -1,0 +1,61 @@
+"""LightningCLI for EVF: one LightningModule for every variant, one DataModule, typed configs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonargparse import lazy_instance
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from evf_lightning.data.datamodule import EvfDataModule
+from evf_lightning.tracking.logger import EvfMLFlowLogger
+from evf_lightning.tracking.run_record import RunRecord
+from evf_lightning.training.module import EvfLitModule
+
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "logger": lazy_instance(EvfMLFlowLogger),
+    "default_root_dir": "runs",
+    "callbacks": [lazy_instance(LearningRateMonitor, logging_interval="step")],
+}
+
+
+class EvfCLI(LightningCLI):
+    """`evf fit|validate|test|predict --config experiment.yaml [--key value ...]`.
+
+    The data module's preprocessing is linked to the model config, so image sizes and resize mode can
+    only be set in one place and can never disagree.
+    """
+
+    def __init__(self, args: list[str] | None = None, run: bool = True, instantiate: bool = True) -> None:
+        self._instantiate = instantiate
+        super().__init__(
+            EvfLitModule,
+            EvfDataModule,
+            save_config_callback=RunRecord,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"parser_mode": "omegaconf"},
+            trainer_defaults=TRAINER_DEFAULTS,
+            args=args,
+            run=run,
+        )
+
+    def instantiate_classes(self) -> None:
+        """Skipped with `instantiate=False`: config checks then parse and validate without building."""
+        if self._instantiate:
+            super().instantiate_classes()
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/ciou",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-step{step}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        parser.link_arguments("model.model.image_backbone.image_size", "data.sam_image_size")
+        parser.link_arguments("model.model.image_backbone.resize", "data.sam_resize")
+        parser.link_arguments("model.model.prompt_encoder.beit3.img_size", "data.beit_image_size")
