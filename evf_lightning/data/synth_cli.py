@@ -1,8 +1,10 @@
-"""`evf data synth`: write the embedded default dataset."""
+"""`evf data synth`: write the embedded default dataset (no torch, no Lightning: it starts in a second)."""
 
 from __future__ import annotations
 
 import time
+
+from evf_lightning.data.refer import SPLIT_BYS
 
 
 def synth(
@@ -13,28 +15,42 @@ def synth(
     test_images: int = 100,
     datasets: list[str] | None = None,
 ) -> None:
-    """Generate a RefCOCO-format shapes dataset and its tokenizer under OUT.
+    """Write a shapes dataset in the real RefCOCO on-disk format, and its tokenizer, under OUT.
+
+    Images of 3-5 coloured shapes, each with expressions that need its colour, shape, size or position
+    ("the small red circle", "the leftmost square") to find it. Files: OUT/refer_seg/<dataset>/
+    instances.json and refs(<split_by>).p, COCO-named JPEGs under OUT/refer_seg/images/, and a
+    sentencepiece tokenizer folder OUT/tokenizer in the layout of the official checkpoints. The same
+    seed writes the same bytes.
 
     Args:
-        out: folder to write (`<out>/refer_seg/...`, `<out>/tokenizer`).
-        seed: the same seed writes the same bytes.
+        out: folder to write into (created if missing; files of the same names are replaced).
+        seed: random seed of the whole dataset.
         train_images: images in the train split.
         val_images: images in the val split.
-        test_images: images in each test split (testA/testB, or test for refcocog).
-        datasets: refer dataset names to write (refcoco, refcoco+, refcocog, refclef).
+        test_images: images in each test split (testA and testB; test for refcocog; testA-C for refclef).
+        datasets: refer datasets to write, each with every split_by it is released with: refcoco (unc,
+            google), refcoco+ (unc), refcocog (umd, google), refclef (unc, berkeley; RLE masks).
+            Default: refcoco.
     """
     from evf_lightning.data.synthetic import write_synthetic_dataset
 
+    names = list(datasets or ["refcoco"])
+    for name in names:
+        if name not in SPLIT_BYS:
+            raise SystemExit(f"evf data synth: unknown dataset {name!r}; expected some of {list(SPLIT_BYS)}")
     start = time.perf_counter()
-    summaries = write_synthetic_dataset(
-        out,
-        datasets=datasets or ["refcoco"],
-        train_images=train_images,
-        val_images=val_images,
-        test_images=test_images,
-        seed=seed,
+    written = write_synthetic_dataset(
+        out, datasets=names, train_images=train_images, val_images=val_images, test_images=test_images, seed=seed
     )
-    for summary in summaries:
-        parts = ", ".join(f"{s}: {n} images / {summary.expressions[s]} expressions" for s, n in summary.images.items())
-        print(f"{summary.dataset} ({summary.split_by}) -> {out}/refer_seg/{summary.dataset}: {parts}")
-    print(f"tokenizer -> {out}/tokenizer   ({time.perf_counter() - start:.1f} s)")
+    for summary in written.refer:
+        counts = ", ".join(
+            f"{split} {n} images / {summary.expressions[split]} expressions" for split, n in summary.images.items()
+        )
+        split_bys = ", ".join(f"refs({name}).p" for name in summary.split_bys)
+        print(f"{summary.dataset}: {counts}")
+        print(f"  {out}/refer_seg/{summary.dataset}/instances.json, {split_bys}")
+    print(
+        f"tokenizer: {written.tokenizer_dir} ({written.token_ids} token ids; a text encoder needs vocab_size >= that)"
+    )
+    print(f"written in {time.perf_counter() - start:.1f} s")

@@ -1,15 +1,149 @@
-"""The embedded default: deterministic, in the real formats, and every expression picks one object."""
+"""The embedded default dataset: real formats, deterministic bytes, masks on their painted shapes, and
+expressions that each pick out exactly one object with every word of them needed."""
 
 import hashlib
-import re
+import json
+import pickle
 
 import numpy as np
 import pytest
-import sentencepiece as spm
-from transformers import XLMRobertaTokenizer
 
 from evf_lightning.data.refer import ReferDataset
-from evf_lightning.data.synthetic import COLOURS, POSITIONS, SHAPES, SIZES, write_synthetic_dataset
+from evf_lightning.data.synth_cli import synth
+from evf_lightning.data.synthetic import (
+    COLOURS,
+    SHAPES,
+    SIZE_WORDS,
+    SynthSummary,
+    write_synthetic_dataset,
+    write_synthetic_refer,
+)
+
+# The language the generator speaks, spelled out here so the checks do not reuse its logic.
+SIZE_OF = {word: size for size, words in SIZE_WORDS.items() for word in words}
+POSITION_OF = {
+    "left": "left", "leftmost": "left", "right": "right", "rightmost": "right",
+    "top": "top", "topmost": "top", "bottom": "bottom", "bottommost": "bottom",
+}  # fmt: skip
+FILLER = {"the", "that", "is", "in", "on", "at", "shape", "one", "object"}
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory) -> tuple[SynthSummary, ReferDataset]:
+    root = tmp_path_factory.mktemp("shapes")
+    summary = write_synthetic_refer(root, dataset="refcoco", split_by="unc", num_images={"train": 160}, seed=5)
+    return summary, ReferDataset(root, "refcoco", "unc", "train")
+
+
+def _read(sentence: str) -> tuple[dict[str, str], str | None]:
+    wanted, position = {}, None
+    for word in sentence.split():
+        if word in COLOURS:
+            wanted["colour"] = word
+        elif word in SHAPES:
+            wanted["shape"] = word
+        elif word in SIZE_OF:
+            wanted["size"] = SIZE_OF[word]
+        elif word in POSITION_OF:
+            position = POSITION_OF[word]
+        else:
+            assert word in FILLER, f"unknown word {word!r} in {sentence!r}"
+    return wanted, position
+
+
+def _referents(wanted: dict[str, str], position: str | None, scene) -> list[int]:
+    """Annotation ids of the objects the words fit: "left" = left of every other fit by the margin."""
+    fits = {i: o for i, o in scene.objects.items() if all(getattr(o, k) == v for k, v in wanted.items())}
+    if position is None:
+        return sorted(fits)
+    axis, sign = {"left": (0, -1), "right": (0, 1), "top": (1, -1), "bottom": (1, 1)}[position]
+
+    def along(obj):
+        return sign * (obj.x, obj.y)[axis]
+
+    return [
+        i
+        for i, o in fits.items()
+        if all(along(o) - along(p) >= scene.position_margin for j, p in fits.items() if j != i)
+    ]
+
+
+def test_every_sentence_fits_exactly_its_object_and_needs_every_cue_it_names(shapes):
+    summary, reader = shapes
+    needed = dict.fromkeys(("colour", "shape", "size", "position"), 0)
+    for index in range(len(reader)):
+        scene = summary.scenes[reader.image_ids[index]]
+        for expression in reader.expressions(index):
+            wanted, position = _read(expression.text)
+            assert _referents(wanted, position, scene) == [expression.ann_id], expression.text
+            for cue in wanted:
+                fewer = {k: v for k, v in wanted.items() if k != cue}
+                assert _referents(fewer, position, scene) != [expression.ann_id], (expression.text, cue)
+                needed[cue] += 1
+            if position is not None:
+                assert _referents(wanted, None, scene) != [expression.ann_id], expression.text
+                needed["position"] += 1
+    assert all(count >= 20 for count in needed.values()), needed
+
+
+def test_every_object_has_one_ref_with_one_or_two_sentences(shapes):
+    summary, _ = shapes
+    refs = pickle.loads((summary.root / "refer_seg/refcoco/refs(unc).p").read_bytes())
+    by_ann = {ref["ann_id"]: ref for ref in refs}
+    assert sorted(by_ann) == sorted(ann for scene in summary.scenes.values() for ann in scene.objects)
+    assert all(1 <= len(ref["sentences"]) <= 2 for ref in refs)
+    assert all(len({s["sent"] for s in ref["sentences"]}) == len(ref["sentences"]) for ref in refs)
+    assert min(len(scene.objects) for scene in summary.scenes.values()) >= 3
+    counts = {len(ref["sentences"]) for ref in refs}
+    assert counts == {1, 2}
+
+
+def test_masks_lie_on_their_painted_shapes_and_covered_shapes_keep_their_visible_part(shapes):
+    summary, reader = shapes
+    palette = np.array(list(COLOURS.values()), dtype=float)
+    instances = json.loads((summary.root / "refer_seg/refcoco/instances.json").read_text())
+    parts = {a["id"]: len(a["segmentation"]) for a in instances["annotations"]}
+    covered = 0
+    for index in range(len(reader)):
+        scene = summary.scenes[reader.image_ids[index]]
+        sample = reader.load(index)
+        masks = {e.ann_id: m for e, m in zip(reader.expressions(index), sample.masks, strict=True)}
+        for ann_id, mask in masks.items():
+            pixels = sample.image[mask > 0].astype(float)
+            distance = np.abs(pixels[:, None, :] - palette[None]).sum(-1)
+            own = (distance.argmin(1) == list(COLOURS).index(scene.objects[ann_id].colour)) & (distance.min(1) < 120)
+            assert own.mean() > 0.7, (sample.source, ann_id)
+            others = [m for other, m in masks.items() if other != ann_id]
+            assert max((mask & m).sum() for m in others) <= 0.05 * mask.sum()
+        covered += sum(parts[ann_id] > 1 for ann_id in masks)
+    assert covered >= 3  # some shapes are partly covered, so their annotation is several polygons
+
+
+def test_objects_are_big_enough_for_a_128_pixel_model_and_image_sizes_vary(shapes):
+    summary, _ = shapes
+    instances = json.loads((summary.root / "refer_seg/refcoco/instances.json").read_text())
+    widths = [a["bbox"][2] for a in instances["annotations"] if len(a["segmentation"]) == 1]
+    assert min(widths) >= 14 and max(widths) <= 44
+    sizes = {(image["height"], image["width"]) for image in instances["images"]}
+    assert len(sizes) > 20
+    assert all(80 <= h <= 112 and 108 <= w <= 148 for h, w in sizes)
+
+
+def test_files_are_in_the_real_formats(shapes):
+    summary, reader = shapes
+    folder = summary.root / "refer_seg" / "refcoco"
+    raw = (folder / "refs(unc).p").read_bytes()
+    assert raw[:2] == b"\x80\x02"  # protocol 2, as Python 2 wrote them
+    ref = pickle.loads(raw)[0]
+    assert set(ref) == {"ref_id", "ann_id", "image_id", "category_id", "split", "sentences", "sent_ids", "file_name"}
+    assert set(ref["sentences"][0]) == {"sent", "raw", "tokens", "sent_id"}
+    assert ref["sent_ids"] == [s["sent_id"] for s in ref["sentences"]]
+    assert ref["file_name"] == f"COCO_train2014_{ref['image_id']:012d}_{ref['ann_id']}.jpg"
+    instances = json.loads((folder / "instances.json").read_text())
+    assert [c["name"] for c in instances["categories"]] == list(SHAPES)
+    assert set(instances["annotations"][0]) >= {"id", "image_id", "category_id", "segmentation", "bbox", "area"}
+    assert instances["images"][0]["file_name"] == "COCO_train2014_000000000001.jpg"
+    assert reader.image_path(0).read_bytes()[:3] == b"\xff\xd8\xff"  # a JPEG
 
 
 def _digest(root):
@@ -19,74 +153,28 @@ def _digest(root):
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
-        write_synthetic_dataset(tmp_path / name, train_images=6, val_images=2, test_images=2, seed=seed)
+        write_synthetic_dataset(tmp_path / name, train_images=6, val_images=2, test_images=1, seed=seed)
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b") != _digest(tmp_path / "c")
 
 
-def _objects(reader: ReferDataset, image_id: int):
-    """Each annotation's shape, colour, size and centre, read back from the written files."""
-    sample_index = reader.image_ids.index(image_id)
-    image = reader.load(sample_index).image.astype(float)
-    objects = {}
-    for ann in reader.annotations.values():
-        if ann["image_id"] != image_id:
-            continue
-        mask = reader.load(sample_index, [0]).masks[0] * 0  # size template
-        from evf_lightning.data.masks import decode_segmentation
-
-        mask = decode_segmentation(ann["segmentation"], *mask.shape, "test") > 0
-        colour = min(COLOURS, key=lambda c: np.abs(image[mask].mean(0) - COLOURS[c]).sum())
-        x, y, w, h = ann["bbox"]
-        radius = w / {"circle": 2.0, "square": 2**0.5, "triangle": 3**0.5}[SHAPES[ann["category_id"] - 1]]
-        size = "big" if radius > (SIZES["small"][1] + SIZES["big"][0]) / 2 else "small"
-        objects[ann["id"]] = {"shape": SHAPES[ann["category_id"] - 1], "colour": colour, "size": size,
-                              "centre": (x + w / 2, y + h / 2)}  # fmt: skip
-    return objects
+def test_every_dataset_in_one_root_keeps_its_own_images(tmp_path):
+    written = write_synthetic_dataset(
+        tmp_path, datasets=["refcoco", "refcoco+", "refcocog", "refclef"], train_images=2, val_images=2, test_images=1
+    )
+    assert [s.split_bys for s in written.refer] == [("unc", "google"), ("unc",), ("umd", "google"), ("unc", "berkeley")]
+    for summary in written.refer:
+        reader = ReferDataset(tmp_path, summary.dataset, summary.split_bys[0], "val")
+        for index in range(len(reader)):
+            sample = reader.load(index)
+            scene = summary.scenes[reader.image_ids[index]]
+            assert sample.image.shape[:2] == (scene.height, scene.width), sample.source
+    assert (tmp_path / "tokenizer" / "sentencepiece.bpe.model").is_file()
 
 
-def _resolve(sentence: str, objects: dict) -> list[int]:
-    words = set(re.findall(r"[a-z]+", sentence))
-    keep = [
-        k for k, o in objects.items()
-        if all(o[attr] in words or not (words & set(values)) for attr, values in
-               (("shape", SHAPES), ("colour", COLOURS), ("size", SIZES)))
-    ]  # fmt: skip
-    for word, (axis, pick) in POSITIONS.items():
-        if word in words:
-            best = pick(objects[k]["centre"][axis] for k in keep)
-            keep = [k for k in keep if objects[k]["centre"][axis] == best]
-    return keep
-
-
-def test_every_expression_identifies_exactly_its_object_and_all_cues_are_needed(synth_root):
-    reader = ReferDataset(synth_root, "refcoco", "unc", "train")
-    used = {"colour": 0, "shape": 0, "size": 0, "position": 0}
-    for image_id in reader.image_ids[:60]:
-        objects = _objects(reader, image_id)
-        assert len(objects) >= 3
-        for expression in reader.expressions[image_id]:
-            assert _resolve(expression.text, objects) == [expression.ann_id], expression.text
-            words = set(expression.text.split())
-            used["colour"] += bool(words & set(COLOURS))
-            used["shape"] += bool(words & set(SHAPES))
-            used["size"] += bool(words & set(SIZES))
-            used["position"] += bool(words & set(POSITIONS))
-    assert all(count > 0 for count in used.values()), used
-
-
-def test_tokenizer_folder_loads_offline_with_beit3_special_ids(synth_root):
-    tokenizer = XLMRobertaTokenizer.from_pretrained(str(synth_root / "tokenizer"))
-    assert (tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id) == (0, 1, 2)
-    processor = spm.SentencePieceProcessor(model_file=str(synth_root / "tokenizer" / "sentencepiece.bpe.model"))
-    reader = ReferDataset(synth_root, "refcoco", "unc", "val")
-    for text in reader.texts(0) + reader.texts(1):
-        ids = tokenizer(text)["input_ids"]
-        # XLM-R's fairseq convention: sentencepiece ids shifted by one, wrapped in <s> ... </s>
-        assert ids == [0] + [i + 1 for i in processor.encode(text)] + [2]
-        assert tokenizer.decode(ids, skip_special_tokens=True) == text
-
-
-@pytest.mark.parametrize("dataset", ["refcoco+", "refcocog", "refclef"])
-def test_other_dataset_names_are_written_in_their_layout(tmp_path, dataset):
-    (summary,) = write_synthetic_dataset(tmp_path, datasets=[dataset], train_images=3, val_images=2, test_images=2)
-    assert ReferDataset(tmp_path, dataset, summary.split_by, "val").load(0).masks.any()
+def test_the_cli_function_writes_and_reports(tmp_path, capsys):
+    synth(str(tmp_path / "out"), train_images=3, val_images=1, test_images=1)
+    printed = capsys.readouterr().out
+    assert "refcoco: train 3 images" in printed and "tokenizer" in printed
+    assert len(ReferDataset(tmp_path / "out", "refcoco", "unc", "testB")) == 1
+    with pytest.raises(SystemExit, match="unknown dataset 'coco'"):
+        synth(str(tmp_path / "other"), datasets=["coco"])
