@@ -41,7 +41,7 @@ class EvfCLI(LightningCLI):
         )
 
     def instantiate_classes(self) -> None:
-        """Skipped with `instantiate=False`: config checks then parse and validate without building."""
+        """Skipped with `instantiate=False` (and `run=False`): config checks parse and validate only."""
         if self._instantiate:
             super().instantiate_classes()
 

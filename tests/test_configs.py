@@ -1,0 +1,57 @@
+"""Every config parses; tiny experiments run a fast dev run on CPU; model files match their presets."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from jsonargparse import ArgumentParser
+
+from evf_lightning.models.evf import EvfModel, EvfModelConfig
+from evf_lightning.training.lightning_cli import EvfCLI
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted((REPO / "configs" / "experiments").glob("*.yaml"))
+MODELS = sorted((REPO / "configs" / "model").glob("*.yaml"))
+
+
+def test_there_are_configs_to_check():
+    assert len(EXPERIMENTS) >= 2 and len(MODELS) >= 2
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_every_experiment_parses_and_its_header_explains_it(path):
+    config = EvfCLI(args=["--config", str(path)], run=False, instantiate=False).config
+    assert config.model.model.image_backbone.image_size == config.data.sam_image_size  # linked, cannot drift
+    header = path.read_text().split("\n\n")[0]
+    for word in ("Run:", "Needs:"):
+        assert word in header, f"{path.name} header lacks {word!r}"
+
+
+def load_model_config(path: Path) -> EvfModelConfig:
+    """A model file parsed and typed exactly as the CLI does it."""
+    parser = ArgumentParser()
+    parser.add_argument("--model", type=EvfModelConfig)
+    return parser.instantiate_classes(parser.parse_args(["--model", str(path)])).model
+
+
+@pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem)
+def test_every_model_config_builds_on_meta(path):
+    config = load_model_config(path)
+    with torch.device("meta"):
+        model = EvfModel(config)
+    assert model.projector[-1].out_features == config.image_backbone.prompt_dim
+
+
+def test_evf_sam_yaml_is_the_published_preset():
+    preset = EvfModelConfig.evf_sam()
+    assert load_model_config(REPO / "configs/model/evf_sam.yaml") == preset
+    with torch.device("meta"):
+        assert sum(p.numel() for p in EvfModel(preset).parameters()) == 1_315_105_072
+
+
+def test_quickstart_fast_dev_run(synth_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    EvfCLI(args=["fit", "--config", str(REPO / "configs/experiments/quickstart.yaml"),
+                 "--data.root", str(synth_root), "--data.tokenizer", str(synth_root / "tokenizer"),
+                 "--data.num_workers", "0", "--trainer.fast_dev_run", "2",
+                 "--trainer.default_root_dir", str(tmp_path)])  # fmt: skip
