@@ -17,7 +17,7 @@ def synth(
 ) -> None:
     """Write a shapes dataset in the real RefCOCO on-disk format, and its tokenizer, under OUT.
 
-    Images of 3-5 coloured shapes, each with expressions that need its colour, shape, size or position
+    Images of 3-4 coloured shapes, each with expressions that need its colour, shape, size or position
     ("the small red circle", "the leftmost square") to find it. Files: OUT/refer_seg/<dataset>/
     instances.json and refs(<split_by>).p, COCO-named JPEGs under OUT/refer_seg/images/, and a
     sentencepiece tokenizer folder OUT/tokenizer in the layout of the official checkpoints. The same
