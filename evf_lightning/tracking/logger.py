@@ -36,7 +36,7 @@ class EvfMLFlowLogger(MLFlowLogger):
         run_name: str | None = None,
         tracking_uri: str | None = None,
         tags: dict[str, Any] | None = None,
-        log_model: Literal[True, False, "all"] = True,
+        log_model: Literal[True, False, "all"] = False,
         artifact_location: str | None = None,
         run_id: str | None = None,
     ) -> None:

@@ -70,7 +70,7 @@ class RunRecord(SaveConfigCallback):
 
     Lightning's stock MLflow logger does not store the CLI config; this does, as a YAML artifact and as
     flattened params, with the git commit and package versions as tags. At the end of fitting it tags
-    the best checkpoint and prints the final metrics and where the run is.
+    the best checkpoint, logs it as an artifact, and prints the final metrics and where the run is.
     """
 
     def __init__(self, parser: Any, config: Any, **kwargs: Any) -> None:
@@ -98,6 +98,7 @@ class RunRecord(SaveConfigCallback):
         for logger in mlflow_loggers(trainer):
             if best:
                 logger.experiment.set_tag(logger.run_id, BEST_CHECKPOINT_TAG, str(Path(best).resolve()))
+                logger.experiment.log_artifact(logger.run_id, best, "checkpoints")
         print_summary(trainer, best)
 
 
