@@ -117,6 +117,13 @@ class EvfLitModule(LightningModule):
     # ----- metrics per evaluation split -----------------------------------------------------------
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
+        tokenizer = getattr(datamodule, "tokenizer", None)
+        vocab_size = self.config.prompt_encoder.beit3.vocab_size
+        if tokenizer is not None and len(tokenizer) > vocab_size:
+            raise ValueError(
+                f"tokenizer {datamodule.tokenizer_dir} emits {len(tokenizer)} token ids but "
+                f"model.model.prompt_encoder.beit3.vocab_size is {vocab_size}; raise it or use the matching tokenizer"
+            )
         self._val_names = list(getattr(datamodule, "val_names", [])) or ["val"]
         self._test_names = list(getattr(datamodule, "test_names", [])) or ["test"]
         self.val_metrics = nn.ModuleList(ReferringSegmentationMetrics() for _ in self._val_names)

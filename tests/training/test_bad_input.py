@@ -79,3 +79,13 @@ def test_missing_data_fails_before_training_and_names_the_file(tmp_path, monkeyp
             "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
     with pytest.raises(FileNotFoundError, match=r"refs\(unc\)\.p"):
         main(args)
+
+
+def test_tokenizer_larger_than_the_model_vocabulary_is_named_before_training(synth_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    args = ["fit", "--config", QUICKSTART,
+            "--data.root", str(synth_root), "--data.tokenizer", str(synth_root / "tokenizer"),
+            "--model.model.prompt_encoder.beit3.vocab_size", "10",
+            "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
+    with pytest.raises(ValueError, match=r"token ids but model\.model\.prompt_encoder\.beit3\.vocab_size is 10"):
+        main(args)
