@@ -54,7 +54,7 @@ class Beit3Config:
         if self.img_size % self.patch_size:
             raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
         if self.max_text_positions <= POSITION_OFFSET:
-            raise ValueError(f"max_text_positions must exceed {POSITION_OFFSET}, got {self.max_text_positions}")
+            raise ValueError(f"max_text_positions must be > {POSITION_OFFSET}: {self.max_text_positions}")
 
     @classmethod
     def base(cls) -> Beit3Config:
@@ -145,7 +145,8 @@ class MultiwayAttention(nn.Module):
             return proj(x, split).view(n, t, self.num_heads, d // self.num_heads).transpose(1, 2)
 
         # SDPA scales by head_dim**-0.5, as torchscale does to q before the product.
-        mixed = F.scaled_dot_product_attention(heads(self.q_proj), heads(self.k_proj), heads(self.v_proj), allowed)
+        q, k, v = heads(self.q_proj), heads(self.k_proj), heads(self.v_proj)
+        mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
         mixed = mixed.transpose(1, 2).reshape(n, t, d)
         return self.out_proj(self.inner_attn_ln(mixed, split), split)
 
@@ -234,7 +235,7 @@ class Beit3Encoder(nn.Module):
 
     @property
     def num_vision_tokens(self) -> int:
-        """Length of the vision part of a joint sequence ([CLS] + patches); 0-based index of the text [CLS]."""
+        """Length of the vision part ([CLS] + patches) of a joint sequence = index of the text [CLS]."""
         return self.config.num_vision_tokens
 
     def forward(
@@ -285,7 +286,7 @@ class Beit3Encoder(nn.Module):
         key_ok = None  # [N, 1, 1, T] True for real tokens; None when nothing is padded
         if text_padding_mask is not None:
             if text_padding_mask.shape != input_ids.shape:
-                raise ValueError(f"text_padding_mask {tuple(text_padding_mask.shape)} != ids {tuple(input_ids.shape)}")
+                raise ValueError(f"padding {tuple(text_padding_mask.shape)} != ids {tuple(input_ids.shape)}")
             real = ~text_padding_mask.to(device=x.device, dtype=torch.bool)
             if split > 0:
                 real = torch.cat([real.new_ones(real.shape[0], split), real], dim=1)
@@ -309,7 +310,7 @@ def _fusion_window(cross_modal_layers: tuple[int, int] | None, depth: int) -> tu
         return 0, depth
     first, last = (int(v) for v in cross_modal_layers)
     if not 0 <= first <= last <= depth:
-        raise ValueError(f"cross_modal_layers {tuple(cross_modal_layers)} must satisfy 0 <= i <= j <= {depth}")
+        raise ValueError(f"cross_modal_layers {cross_modal_layers} must satisfy 0 <= i <= j <= {depth}")
     return first, last
 
 
