@@ -1,10 +1,10 @@
-"""The one name map between our module tree and the official EVF-SAM checkpoint keys.
+"""The one name map per backbone family between our module tree and the official EVF-SAM checkpoint keys.
 
-Ours uses transformers' SAM module names under `image_backbone.`; the official checkpoints use
-segment-anything's names under `visual_model.` (reference/checkpoints.md §1, §3, §8). Each rule is a
-pair of key prefixes, official first, with `{i}`/`{n}` standing for an integer; the first rule whose
-prefix matches rewrites that prefix and keeps the rest of the key. The same table serves both
-directions, so import and export cannot drift apart.
+Ours uses transformers' module names under `image_backbone.`; the official checkpoints use the upstream
+names under `visual_model.` (reference/checkpoints.md §1, §3, §8). Each rule is a pair of key prefixes,
+official first, with `{i}`/`{n}` standing for an integer; the first rule whose prefix matches rewrites
+that prefix and keeps the rest of the key. The same table serves both directions, so import and export
+cannot drift apart. A family's table is its own rules followed by the rules every variant shares.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ def _under(parent: tuple[str, str], official: str, ours: str) -> tuple[str, str]
     return parent[0] + official, parent[1] + ours
 
 
-RULES: tuple[tuple[str, str], ...] = (
+Rules = tuple[tuple[str, str], ...]
+
+SAM_RULES: Rules = (
     _under(_SAM_IMAGE, "blocks.{i}.norm{n}.", "layers.{i}.layer_norm{n}."),
     _under(_SAM_IMAGE, "blocks.{i}.", "layers.{i}."),
     _under(_SAM_IMAGE, "patch_embed.proj.", "patch_embed.projection."),
@@ -51,49 +53,65 @@ RULES: tuple[tuple[str, str], ...] = (
     _under(_SAM_DECODER, "iou_prediction_head.layers.0.", "iou_prediction_head.proj_in."),
     _under(_SAM_DECODER, "iou_prediction_head.layers.1.", "iou_prediction_head.layers.0."),
     _under(_SAM_DECODER, "iou_prediction_head.layers.2.", "iou_prediction_head.proj_out."),
+)
+
+SHARED_RULES: Rules = (
     ("visual_model.", "image_backbone."),
     ("mm_extractor.", "prompt_encoder."),
     ("text_hidden_fcs.0.", "projector."),
 )
+
+FAMILY_RULES: dict[str, Rules] = {"sam": SAM_RULES}
 
 
 class UnmappedKeyError(KeyError):
     """A state-dict key that no rule of the official name map covers."""
 
 
+class NameMap:
+    """Official <-> our keys for one backbone family (`EvfModelConfig.image_backbone.family`)."""
+
+    def __init__(self, family: str) -> None:
+        if family not in FAMILY_RULES:
+            raise KeyError(f"no official name map for backbone family {family!r}; known: {sorted(FAMILY_RULES)}")
+        self.family = family
+        self.rules: Rules = FAMILY_RULES[family] + SHARED_RULES
+        self._compiled = tuple(self._compile(direction) for direction in (0, 1))
+
+    def _compile(self, direction: int) -> tuple[tuple[re.Pattern[str], str], ...]:
+        """Rules as (regex on the source prefix, format string for the target prefix)."""
+        compiled = []
+        for rule in self.rules:
+            source, target = rule[direction], rule[1 - direction]
+            pattern = re.escape(source).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{n\}", r"(?P<n>\d+)")
+            compiled.append((re.compile(pattern), target))
+        return tuple(compiled)
+
+    def _rename(self, key: str, direction: int) -> str:
+        for pattern, target in self._compiled[direction]:
+            match = pattern.match(key)
+            if match:
+                return target.format(**match.groupdict()) + key[match.end() :]
+        side = "official" if direction == 0 else "evf-lightning"
+        raise UnmappedKeyError(
+            f"state-dict key {key!r} is not an {side} {self.family} EVF key: no name-map rule covers it"
+        )
+
+    def official_key(self, key: str) -> str:
+        """Our key -> the official checkpoint key."""
+        return self._rename(key, 1)
+
+    def our_key(self, key: str) -> str:
+        """Official checkpoint key -> our key."""
+        return self._rename(key, 0)
+
+    def to_official(self, state_dict: Mapping[str, V]) -> dict[str, V]:
+        return {self.official_key(k): v for k, v in state_dict.items()}
+
+    def from_official(self, state_dict: Mapping[str, V]) -> dict[str, V]:
+        return {self.our_key(k): v for k, v in state_dict.items()}
+
+
 @cache
-def _compiled(direction: int) -> tuple[tuple[re.Pattern[str], str], ...]:
-    """Rules as (regex on the source prefix, format string for the target prefix)."""
-    compiled = []
-    for rule in RULES:
-        source, target = rule[direction], rule[1 - direction]
-        pattern = re.escape(source).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{n\}", r"(?P<n>\d+)")
-        compiled.append((re.compile(pattern), target))
-    return tuple(compiled)
-
-
-def _rename(key: str, direction: int) -> str:
-    for pattern, target in _compiled(direction):
-        match = pattern.match(key)
-        if match:
-            return target.format(**match.groupdict()) + key[match.end() :]
-    side = "official" if direction == 0 else "evf-lightning"
-    raise UnmappedKeyError(f"state-dict key {key!r} is not an {side} EVF key: no name-map rule covers it")
-
-
-def official_key(key: str) -> str:
-    """Our key -> the official checkpoint key."""
-    return _rename(key, 1)
-
-
-def our_key(key: str) -> str:
-    """Official checkpoint key -> our key."""
-    return _rename(key, 0)
-
-
-def to_official(state_dict: Mapping[str, V]) -> dict[str, V]:
-    return {official_key(k): v for k, v in state_dict.items()}
-
-
-def from_official(state_dict: Mapping[str, V]) -> dict[str, V]:
-    return {our_key(k): v for k, v in state_dict.items()}
+def name_map(family: str) -> NameMap:
+    return NameMap(family)

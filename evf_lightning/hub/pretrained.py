@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from evf_lightning.hub.official_names import from_official
+from evf_lightning.hub.official_names import name_map
+from evf_lightning.models.evf import EvfModel
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -95,17 +96,18 @@ def load_into(module: nn.Module, state: Mapping[str, Tensor], source: str) -> No
     module.load_state_dict(state, strict=True)
 
 
-def load_pretrained(model: nn.Module, weights: PretrainedWeights) -> None:
+def load_pretrained(model: EvfModel, weights: PretrainedWeights) -> None:
     """Apply `weights` to an EvfModel (its `image_backbone`, `prompt_encoder.beit3`, or all of it)."""
+    names = name_map(model.config.image_backbone.family)
     if weights.sam:
         state = {k: v for k, v in read_state_dict(weights.sam).items() if not k.startswith("pixel_")}
-        ours = from_official({f"visual_model.{k}": v for k, v in state.items()})
+        ours = names.from_official({f"visual_model.{k}": v for k, v in state.items()})
         load_into(model.image_backbone, _strip(ours, "image_backbone."), weights.sam)
     if weights.beit3:
         state = {k: v for k, v in read_state_dict(weights.beit3).items() if k.startswith("beit3.")}
         load_into(model.prompt_encoder.beit3, _strip(state, "beit3."), weights.beit3)
     if weights.evf:
-        load_into(model, from_official(read_state_dict(weights.evf)), weights.evf)
+        load_into(model, names.from_official(read_state_dict(weights.evf)), weights.evf)
 
 
 def _strip(state: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:

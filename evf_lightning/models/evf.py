@@ -8,20 +8,39 @@ only sparse prompt of the mask decoder.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Union
 
 from torch import Tensor, nn
 
 from evf_lightning.models.beit3 import Beit3Config
+from evf_lightning.models.image_backbone import ImageBackbone
 from evf_lightning.models.image_features import ImageFeatures
 from evf_lightning.models.prompt_encoder import Beit3PromptConfig, Beit3PromptEncoder
 from evf_lightning.models.sam import SamBackboneConfig, SamImageBackbone
 
+# Every backbone family: its config (told apart in YAML by its `family` field) and the module it builds.
+BackboneConfig = Union[  # noqa: UP007 (one line per family)
+    SamBackboneConfig,
+]
+BACKBONES: dict[type, type[ImageBackbone]] = {
+    SamBackboneConfig: SamImageBackbone,
+}
+
+
+def build_image_backbone(config: BackboneConfig) -> ImageBackbone:
+    if type(config) not in BACKBONES:
+        raise TypeError(f"no image backbone for {type(config).__name__}; known: {[c.__name__ for c in BACKBONES]}")
+    return BACKBONES[type(config)](config)
+
 
 @dataclass(frozen=True)
 class EvfModelConfig:
-    """Backbone + prompt encoder; the projector's widths follow from the two."""
+    """Backbone + prompt encoder; the projector's widths follow from the two.
 
-    image_backbone: SamBackboneConfig = field(default_factory=SamBackboneConfig.vit_h)
+    The backbone has no default: in YAML its `family` field picks the config class (sam, sam2, effi).
+    """
+
+    image_backbone: BackboneConfig
     prompt_encoder: Beit3PromptConfig = field(default_factory=Beit3PromptConfig)
     multimask_output: bool = False
 
@@ -50,7 +69,7 @@ class EvfModel(nn.Module):
     def __init__(self, config: EvfModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.image_backbone = SamImageBackbone(config.image_backbone)
+        self.image_backbone = build_image_backbone(config.image_backbone)
         self.prompt_encoder = Beit3PromptEncoder(config.prompt_encoder)
         self.projector = Projector(self.prompt_encoder.width, config.image_backbone.prompt_dim)
 

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from transformers import SamConfig as HfSamConfig
 from transformers.models.sam.modeling_sam import SamMaskDecoder, SamPromptEncoder, SamVisionEncoder
 
+from evf_lightning.models.image_backbone import ImageBackbone, Resize
 from evf_lightning.models.image_features import ImageFeatures
 
 
@@ -28,6 +29,7 @@ class SamBackboneConfig:
     module follows it, and mask logits are mapped back to the original size the inverse way.
     """
 
+    family: Literal["sam"] = "sam"
     width: int = 768
     depth: int = 12
     num_heads: int = 12
@@ -38,7 +40,7 @@ class SamBackboneConfig:
     prompt_dim: int = 256
     decoder_mlp_dim: int = 2048
     decoder_heads: int = 8
-    resize: Literal["longest_pad", "stretch", "longest_then_stretch"] = "longest_pad"
+    resize: Resize = "longest_pad"
     attn_implementation: str = "sdpa"
 
     @classmethod
@@ -103,7 +105,7 @@ class SamBackboneConfig:
         )
 
 
-class SamImageBackbone(nn.Module):
+class SamImageBackbone(ImageBackbone):
     """SAM's image encoder, prompt encoder and mask decoder behind the EVF backbone interface.
 
     `encode` turns normalised pixels into an image embedding; `decode` turns that embedding plus one
@@ -122,6 +124,10 @@ class SamImageBackbone(nn.Module):
         self.mask_decoder = SamMaskDecoder(hf.mask_decoder_config)
         _make_gaussian_matrix_a_buffer(self.prompt_encoder.shared_embedding)
 
+    @property
+    def no_mask_embed(self) -> nn.Module:
+        return self.prompt_encoder.no_mask_embed
+
     def encode(self, pixels: Tensor) -> ImageFeatures:
         return ImageFeatures(embedding=self.image_encoder(pixels).last_hidden_state)
 
@@ -138,7 +144,7 @@ class SamImageBackbone(nn.Module):
     def decode(
         self, features: ImageFeatures, image_index: Tensor, prompts: Tensor, multimask_output: bool = False
     ) -> Tensor:
-        """Mask logits [N, 4h, 4w] for N prompts [N, k, C]; `image_index[n]` is prompt n's image."""
+        """Mask logits [N, 4h, 4w]; the dense prompt is `no_mask_embed`."""
         embedding = features.embedding[image_index]
         n, _, h, w = embedding.shape
         dense = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(n, -1, h, w)

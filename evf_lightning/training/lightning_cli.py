@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from jsonargparse import lazy_instance
@@ -62,6 +63,16 @@ class EvfCLI(LightningCLI):
                 "last_checkpoint.enable_version_counter": False,
             }
         )
-        parser.link_arguments("model.model.image_backbone.image_size", "data.sam_image_size")
-        parser.link_arguments("model.model.image_backbone.resize", "data.sam_resize")
+        backbone = "model.model.image_backbone"
+        parser.link_arguments(backbone, "data.sam_image_size", compute_fn=_backbone_field("image_size"))
+        parser.link_arguments(backbone, "data.sam_resize", compute_fn=_backbone_field("resize"))
         parser.link_arguments("model.model.prompt_encoder.beit3.img_size", "data.beit_image_size")
+
+
+def _backbone_field(name: str) -> Callable[[Any], Any]:
+    """Read a field of the parsed backbone config, which a union of dataclasses wraps in `init_args`."""
+
+    def read(backbone: Any) -> Any:
+        return getattr(getattr(backbone, "init_args", backbone), name)
+
+    return read

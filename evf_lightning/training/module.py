@@ -46,7 +46,7 @@ def warmup_then_linear_decay(warmup_steps: int, total_steps: int):
 class EvfLitModule(LightningModule):
     def __init__(
         self,
-        model: EvfModelConfig = EvfModelConfig(),
+        model: EvfModelConfig,
         trainable: TrainableParts = TrainableParts(),
         loss: LossConfig = LossConfig(),
         optimizer: OptimizerConfig = OptimizerConfig(),

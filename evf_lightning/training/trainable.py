@@ -28,12 +28,13 @@ def apply_trainable(model: EvfModel, parts: TrainableParts) -> None:
     """Set requires_grad on every parameter; anything not named by a part stays frozen."""
     model.requires_grad_(False)
     backbone = model.image_backbone
-    groups: list[tuple[bool, nn.Module | nn.Parameter]] = [
+    groups: list[tuple[bool, nn.Module | None]] = [
         (parts.image_encoder, backbone.image_encoder),
         (parts.mask_decoder, backbone.mask_decoder),
-        (parts.no_mask_embed, backbone.prompt_encoder.no_mask_embed),
+        (parts.no_mask_embed, backbone.no_mask_embed),
         (parts.prompt_encoder, model.prompt_encoder),
         (parts.projector, model.projector),
     ]
     for trainable, module in groups:
-        module.requires_grad_(trainable)
+        if module is not None:
+            module.requires_grad_(trainable)

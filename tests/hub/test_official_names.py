@@ -3,15 +3,10 @@
 import pytest
 import torch
 
-from evf_lightning.hub.official_names import (
-    RULES,
-    UnmappedKeyError,
-    from_official,
-    official_key,
-    our_key,
-    to_official,
-)
+from evf_lightning.hub.official_names import UnmappedKeyError, name_map
 from evf_lightning.models.evf import EvfModel, EvfModelConfig
+
+SAM = name_map("sam")
 
 # One key per name-map rule (and the plain prefixes), with the shape the official EVF-SAM has.
 OFFICIAL_SHAPES = {
@@ -74,7 +69,7 @@ def full_size_official_state() -> dict[str, torch.Size]:
     with torch.device("meta"):
         model = EvfModel(EvfModelConfig.evf_sam())
     assert sum(p.numel() for p in model.parameters()) == 1_315_105_072
-    return {key: value.shape for key, value in to_official(model.state_dict()).items()}
+    return {key: value.shape for key, value in SAM.to_official(model.state_dict()).items()}
 
 
 def test_full_size_evf_sam_has_the_official_keys_and_shapes(full_size_official_state):
@@ -85,7 +80,7 @@ def test_full_size_evf_sam_has_the_official_keys_and_shapes(full_size_official_s
 
 def test_every_rule_is_exercised_by_the_full_size_model(full_size_official_state):
     keys = list(full_size_official_state)
-    for official_prefix, _ in RULES:
+    for official_prefix, _ in SAM.rules:
         pattern = official_prefix.replace("{i}", "0").replace("{n}", "1")
         stem = official_prefix.split("{")[0]
         assert any(k.startswith(pattern) or k.startswith(stem) for k in keys), official_prefix
@@ -93,23 +88,25 @@ def test_every_rule_is_exercised_by_the_full_size_model(full_size_official_state
 
 def test_map_is_a_bijection_both_ways(full_size_official_state):
     official = list(full_size_official_state)
-    ours = [our_key(k) for k in official]
+    ours = [SAM.our_key(k) for k in official]
     assert len(set(ours)) == len(ours)
-    assert [official_key(k) for k in ours] == official
+    assert [SAM.official_key(k) for k in ours] == official
 
 
 def test_tiny_model_round_trips_through_official_names_strictly():
     torch.manual_seed(0)
     model = EvfModel(EvfModelConfig.tiny())
-    official = to_official(model.state_dict())
+    official = SAM.to_official(model.state_dict())
     assert all(k.startswith(("visual_model.", "mm_extractor.beit3.", "text_hidden_fcs.0.")) for k in official)
     torch.manual_seed(1)
     fresh = EvfModel(EvfModelConfig.tiny())
-    fresh.load_state_dict(from_official(official), strict=True)
+    fresh.load_state_dict(SAM.from_official(official), strict=True)
     for key, value in model.state_dict().items():
         torch.testing.assert_close(fresh.state_dict()[key], value)
 
 
-def test_unknown_key_names_itself():
+def test_unknown_key_and_unknown_family_name_themselves():
     with pytest.raises(UnmappedKeyError, match=r"lm_head\.weight"):
-        our_key("lm_head.weight")
+        SAM.our_key("lm_head.weight")
+    with pytest.raises(KeyError, match="sam3"):
+        name_map("sam3")

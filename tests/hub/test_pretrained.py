@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from evf_lightning.hub.official_names import to_official
+from evf_lightning.hub.official_names import name_map
 from evf_lightning.hub.pretrained import CheckpointMismatchError, PretrainedWeights, load_pretrained, read_state_dict
 from evf_lightning.models.evf import EvfModel, EvfModelConfig
 
@@ -28,7 +28,7 @@ def assert_same(a: torch.nn.Module, b: torch.nn.Module) -> None:
 
 
 def test_segment_anything_and_unilm_beit3_checkpoints_load(tmp_path, source):
-    official = to_official(source.state_dict())
+    official = name_map("sam").to_official(source.state_dict())
     sam = {k.removeprefix("visual_model."): v for k, v in official.items() if k.startswith("visual_model.")}
     torch.save({"model": sam}, tmp_path / "sam.pth")
     beit3 = {k.removeprefix("mm_extractor."): v for k, v in official.items() if k.startswith("mm_extractor.")}
@@ -41,7 +41,7 @@ def test_segment_anything_and_unilm_beit3_checkpoints_load(tmp_path, source):
 
 
 def test_official_sharded_safetensors_folder_loads(tmp_path, source):
-    official = {k: v.contiguous() for k, v in to_official(source.state_dict()).items()}
+    official = {k: v.contiguous() for k, v in name_map("sam").to_official(source.state_dict()).items()}
     keys = sorted(official)
     shards = {"model-00001-of-00002.safetensors": keys[::2], "model-00002-of-00002.safetensors": keys[1::2]}
     for name, shard_keys in shards.items():
@@ -57,7 +57,7 @@ def test_missing_shard_and_mismatched_shapes_are_named(tmp_path, source):
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "model-1.safetensors"}}))
     with pytest.raises(FileNotFoundError, match=r"model-1\.safetensors"):
         read_state_dict(tmp_path)
-    official = to_official(source.state_dict())
+    official = name_map("sam").to_official(source.state_dict())
     official["text_hidden_fcs.0.2.weight"] = torch.zeros(3, 3)
     del official["text_hidden_fcs.0.2.bias"]
     torch.save(official, tmp_path / "pytorch_model.bin")
