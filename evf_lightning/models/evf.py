@@ -17,13 +17,16 @@ from evf_lightning.models.image_backbone import ImageBackbone
 from evf_lightning.models.image_features import ImageFeatures
 from evf_lightning.models.prompt_encoder import Beit3PromptConfig, Beit3PromptEncoder
 from evf_lightning.models.sam import SamBackboneConfig, SamImageBackbone
+from evf_lightning.models.sam2 import Sam2BackboneConfig, Sam2ImageBackbone
 
 # Every backbone family: its config (told apart in YAML by its `family` field) and the module it builds.
 BackboneConfig = Union[  # noqa: UP007 (one line per family)
     SamBackboneConfig,
+    Sam2BackboneConfig,
 ]
 BACKBONES: dict[type, type[ImageBackbone]] = {
     SamBackboneConfig: SamImageBackbone,
+    Sam2BackboneConfig: Sam2ImageBackbone,
 }
 
 
@@ -48,6 +51,16 @@ class EvfModelConfig:
     def evf_sam(cls) -> EvfModelConfig:
         """YxZhang/evf-sam and evf-sam-multitask: SAM ViT-H + BEiT-3-L (1.32B parameters)."""
         return cls(SamBackboneConfig.vit_h(), Beit3PromptConfig(Beit3Config.large()))
+
+    @classmethod
+    def evf_sam2(cls, multitask: bool = False) -> EvfModelConfig:
+        """YxZhang/evf-sam2, or with `multitask` evf-sam2-multitask: SAM-2 Hiera-L + BEiT-3-L (898M parameters).
+
+        The two differ only in how they were run (evf-sam-recipe.md §1-2): the multitask checkpoint wants the
+        stretch resize and the best of three masks by predicted IoU.
+        """
+        backbone = Sam2BackboneConfig(resize="stretch" if multitask else "longest_then_stretch")  # Hiera-L
+        return cls(backbone, Beit3PromptConfig(Beit3Config.large()), multimask_output=multitask)
 
     @classmethod
     def tiny(cls, vocab_size: int = 256, image_size: int = 128, beit_image_size: int = 64) -> EvfModelConfig:
