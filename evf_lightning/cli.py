@@ -31,10 +31,24 @@ def _grounding() -> Callable:
     return grounding
 
 
+def _import() -> Callable:
+    from evf_lightning.commands.import_export import import_official
+
+    return import_official
+
+
+def _export() -> Callable:
+    from evf_lightning.commands.import_export import export_official
+
+    return export_official
+
+
 # verb -> (sub-verb -> loader of the typed function that implements it)
 OUR_VERBS: dict[str, dict[str, Callable[[], Callable]] | Callable[[], Callable]] = {
     "data": {"synth": _synth},
     "grounding": _grounding,
+    "import": _import,
+    "export": _export,
 }
 
 
@@ -51,6 +65,7 @@ def _usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from_command_line = argv is None
     argv = sys.argv[1:] if argv is None else argv
     # Offline by design: nothing reaches a hub at run time unless a verb is asked to publish.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -62,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     if verb in LIGHTNING_VERBS:
         from evf_lightning.training.lightning_cli import EvfCLI
 
-        EvfCLI(args=argv)
+        # From the shell LightningCLI reads sys.argv itself (given both, it warns on every run).
+        EvfCLI(args=None if from_command_line else argv)
         return
     if verb not in OUR_VERBS:
         raise SystemExit(f"evf: unknown verb {verb!r}\n\n{_usage()}")
