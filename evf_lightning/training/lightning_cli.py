@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jsonargparse import lazy_instance
+from lightning import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -45,6 +46,13 @@ class EvfCLI(LightningCLI):
         """Skipped with `instantiate=False` (and `run=False`): config checks parse and validate only."""
         if self._instantiate:
             super().instantiate_classes()
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """With `--trainer.logger false` the default LR monitor has nowhere to log; Lightning would refuse to start."""
+        trainer = super().instantiate_trainer(**kwargs)
+        if not trainer.loggers:
+            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, LearningRateMonitor)]
+        return trainer
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Two checkpoints: the best by val/ciou, and the latest at every validation whatever its score.
