@@ -321,8 +321,11 @@ def _same_modality(length: int, split: int, device: torch.device) -> Tensor:
 
 
 def _trunc_normal(tensor: Tensor, std: float = 0.02) -> None:
-    # BEiT-3 (unilm) truncates at one standard deviation.
-    nn.init.trunc_normal_(tensor, std=std, a=-std, b=std)
+    # unilm's BEiT-3 truncates at one standard deviation, which shrinks the effective std to ~0.011: from
+    # scratch the tiny quickstart model then learns markedly slower (val cIoU 0.29 vs 0.40 after 500 steps).
+    # Truncating at 2 (timm's BEiT default, practically untruncated) is the from-scratch choice; pretrained
+    # weights replace this init anyway.
+    nn.init.trunc_normal_(tensor, std=std)
 
 
 def _init_weights(module: nn.Module) -> None:
