@@ -43,12 +43,19 @@ def _export() -> Callable:
     return export_official
 
 
+def _predict_video() -> Callable:
+    from evf_lightning.commands.predict_video import predict_video
+
+    return predict_video
+
+
 # verb -> (sub-verb -> loader of the typed function that implements it)
 OUR_VERBS: dict[str, dict[str, Callable[[], Callable]] | Callable[[], Callable]] = {
     "data": {"synth": _synth},
     "grounding": _grounding,
     "import": _import,
     "export": _export,
+    "predict-video": _predict_video,
 }
 
 

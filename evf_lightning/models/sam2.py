@@ -269,17 +269,18 @@ class Sam2ImageBackbone(ImageBackbone):
     # Same gaussian-matrix encoding of the embedding grid as SAM's.
     dense_positional_encoding = SamImageBackbone.dense_positional_encoding
 
-    def decode(
+    def decoder_outputs(
         self, features: ImageFeatures, image_index: Tensor, prompts: Tensor, multimask_output: bool = False
-    ) -> Tensor:
-        """Mask logits [N, 4h, 4w]: the best of three by predicted IoU with `multimask_output`, else token 0's
-        (in eval mode, with `dynamic_multimask_via_stability`, the best of three where token 0's is unstable)."""
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The mask decoder's outputs for N prompts, all of them: mask logits [N, 1, M, 4h, 4w], predicted IoU
+        [N, 1, M], the mask tokens [N, 1, M, C] and object-score logits [N, 1, 1] (M = 3 with `multimask_output`,
+        else 1). Video propagation needs the last two, for SAM-2's object pointer and occlusion gate."""
         per_prompt = features[image_index]
         embedding = per_prompt.embedding
         n, _, h, w = embedding.shape
         dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(n, -1, h, w)
         positional = self.dense_positional_encoding().to(embedding.dtype).expand(n, -1, -1, -1)
-        masks, iou, _, _ = self.mask_decoder(
+        return self.mask_decoder(
             image_embeddings=embedding,
             image_positional_embeddings=positional,
             sparse_prompt_embeddings=prompts.unsqueeze(1).to(embedding.dtype),
@@ -287,7 +288,15 @@ class Sam2ImageBackbone(ImageBackbone):
             multimask_output=multimask_output,
             high_resolution_features=per_prompt.high_res,
         )
+
+    def decode(
+        self, features: ImageFeatures, image_index: Tensor, prompts: Tensor, multimask_output: bool = False
+    ) -> Tensor:
+        """Mask logits [N, 4h, 4w]: the best of three by predicted IoU with `multimask_output`, else token 0's
+        (in eval mode, with `dynamic_multimask_via_stability`, the best of three where token 0's is unstable)."""
+        masks, iou, _, _ = self.decoder_outputs(features, image_index, prompts, multimask_output)
         masks, iou = masks[:, 0], iou[:, 0]
+        n = masks.shape[0]
         if multimask_output:
             return masks[torch.arange(n, device=masks.device), iou.argmax(dim=-1)]
         return masks[:, 0]

@@ -1,0 +1,186 @@
+"""`evf predict-video`: an expression on one frame of a video, EVF-SAM2's memory for the others; masks and overlays.
+
+The propagation itself is `evf_lightning.models.sam2_video.segment_video`; this verb reads the frames, the model
+and the tokenizer, preprocesses as the model's backbone config says, and writes one mask and one overlay per frame.
+
+Preprocessing follows the backbone config, that is the recipe the checkpoint was trained with
+(evf-sam-recipe.md §2). EVF-SAM2's own video script differs there: SAM-2's `load_video_frames` stretches every
+frame to the input size with PIL's bicubic filter whatever the checkpoint, and BEiT-3 always reads frame 0.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from evf_lightning.models.evf import EvfModel
+
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+# Overlay: the mask painted in this colour at this opacity over the frame.
+OVERLAY_RGB = (255, 0, 0)
+OVERLAY_ALPHA = 0.5
+
+
+def predict_video(
+    *,
+    frames: Path,
+    prompt: str,
+    model: Path,
+    output: Path,
+    ckpt: Path | None = None,
+    tokenizer: Path | None = None,
+    prompt_frame: int = 0,
+    device: str | None = None,
+) -> list[Path]:
+    """Segment through a video the object an expression names on one of its frames (EVF-SAM2, zero-shot).
+
+    The expression is read on one frame, where it prompts the mask decoder; SAM-2's memory then carries that
+    object forward to the last frame and, from a later prompt frame, back to the first. Frames are the JPEG and
+    PNG files of FRAMES in natural order (2.jpg before 10.jpg). OUTPUT gets masks/<frame>.png (0 or 255, the
+    frame's size) and overlays/<frame>.png.
+
+    Args:
+        frames: folder of video frames (.jpg, .jpeg, .png).
+        prompt: the referring expression, e.g. "the red car on the left".
+        model: an official EVF-SAM2 folder (config.json, weights, tokenizer: the Hub's YxZhang/evf-sam2 layout),
+            or a model YAML (configs/model/*.yaml) whose weights come from --ckpt.
+        output: folder to write masks/ and overlays/ into (created if missing).
+        ckpt: a Lightning checkpoint of `evf fit` with the weights (overrides an official folder's own).
+        tokenizer: tokenizer folder; default: the official folder given as --model.
+        prompt_frame: index, in natural order, of the frame the expression is read on.
+        device: where the model runs; default: cuda if available, else cpu.
+
+    Returns:
+        The mask files written, in frame order.
+    """
+    import torch
+
+    from evf_lightning.data.transforms import Beit3Preprocess, SamPreprocess, upscale_mask_logits
+    from evf_lightning.models.sam2_video import segment_video
+
+    paths = frame_paths(frames)
+    if not 0 <= prompt_frame < len(paths):
+        raise SystemExit(f"evf predict-video: --prompt_frame {prompt_frame} is not one of the {len(paths)} frames")
+    evf, tokenizer_dir = load_model(model, ckpt, tokenizer)
+    input_ids = tokenize(prompt, tokenizer_dir, evf.config.prompt_encoder.beit3.vocab_size)
+    backbone = evf.config.image_backbone
+    sam_preprocess = SamPreprocess(size=backbone.image_size, resize=backbone.resize)
+    pixels, resized, sizes = [], [], []
+    for path in paths:
+        image = read_frame(path)
+        frame_pixels, resized_hw = sam_preprocess(image)
+        pixels.append(frame_pixels)
+        resized.append(resized_hw)
+        sizes.append(image.shape[:2])
+    beit_pixels = Beit3Preprocess(evf.config.prompt_encoder.beit3.img_size)(read_frame(paths[prompt_frame]))
+
+    evf.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    logits = segment_video(evf, torch.stack(pixels), beit_pixels, torch.tensor(input_ids), prompt_frame)
+
+    (output / "masks").mkdir(parents=True, exist_ok=True)
+    (output / "overlays").mkdir(parents=True, exist_ok=True)
+    written, areas = [], []
+    for index, path in enumerate(paths):
+        full = upscale_mask_logits(
+            logits[index : index + 1], backbone.image_size, resized[index], sizes[index], backbone.resize
+        )
+        mask = (full[0] > 0).cpu().numpy()
+        written.append(write_mask_and_overlay(read_frame(path), mask, output, path.stem))
+        areas.append(float(mask.mean()))
+    found = sum(area > 0 for area in areas)
+    print(f"{len(paths)} frames from {frames}; {prompt!r} read on frame {prompt_frame} ({paths[prompt_frame].name})")
+    print(f"object found in {found} of {len(paths)} frames; mean mask area {100 * np.mean(areas):.1f}% of the frame")
+    print(f"masks: {output / 'masks'}  overlays: {output / 'overlays'}")
+    return written
+
+
+def frame_paths(folder: Path) -> list[Path]:
+    """The frame files of a folder in natural order; one name per stem, since outputs are named by stem."""
+    if not folder.is_dir():
+        raise SystemExit(f"evf predict-video: frames folder {folder} does not exist")
+    paths = sorted(
+        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES),
+        key=lambda p: [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", p.name)],
+    )
+    if not paths:
+        raise SystemExit(f"evf predict-video: frames folder {folder} has no {'/'.join(FRAME_SUFFIXES)} files")
+    stems = [p.stem for p in paths]
+    twice = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if twice:
+        raise SystemExit(f"evf predict-video: frames in {folder} share the names {twice} (outputs are named by them)")
+    return paths
+
+
+def read_frame(path: Path) -> np.ndarray:
+    """uint8 RGB [H, W, 3]; an unreadable file is named."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return np.array(image.convert("RGB"))
+    except (OSError, ValueError) as error:  # PIL's UnidentifiedImageError and truncated files are OSErrors
+        raise SystemExit(f"evf predict-video: cannot read frame {path}: {error}") from error
+
+
+def load_model(model: Path, ckpt: Path | None, tokenizer: Path | None) -> tuple[EvfModel, Path]:
+    """The EVF-SAM2 model (eval mode) and its tokenizer folder; checks the family and video support first."""
+    import yaml
+
+    from evf_lightning.hub.official_folder import config_from_dict, read_official_config, read_official_weights
+    from evf_lightning.hub.pretrained import load_into, read_state_dict
+    from evf_lightning.models.evf import EvfModel
+    from evf_lightning.models.sam2_video import check_video_backbone
+
+    if model.is_dir():
+        config = read_official_config(model)
+        tokenizer = tokenizer or model
+    elif model.is_file():
+        config = config_from_dict(yaml.safe_load(model.read_text()), str(model))
+    else:
+        raise SystemExit(f"evf predict-video: --model {model} is neither an official folder nor a model YAML")
+    try:
+        check_video_backbone(config.image_backbone)
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f"evf predict-video: {model}: {error}") from error
+    if tokenizer is None:
+        raise SystemExit("evf predict-video: a model YAML comes without a tokenizer; pass --tokenizer")
+    evf = EvfModel(config)
+    if ckpt is not None:
+        state = {k.removeprefix("model."): v for k, v in read_state_dict(ckpt).items() if k.startswith("model.")}
+        if not state:
+            raise SystemExit(f"evf predict-video: {ckpt} holds no 'model.' weights: not a checkpoint of `evf fit`")
+        load_into(evf, state, str(ckpt))
+    elif model.is_dir():
+        load_into(evf, read_official_weights(model, config), str(model))
+    else:
+        raise SystemExit(f"evf predict-video: {model} is a model YAML, which holds no weights; pass --ckpt")
+    return evf.eval(), tokenizer
+
+
+def tokenize(prompt: str, tokenizer: Path, vocab_size: int) -> list[int]:
+    """Token ids of the expression, as training tokenises (<s> ... </s>, no padding)."""
+    from transformers import XLMRobertaTokenizer
+
+    from evf_lightning.hub.official_folder import check_tokenizer
+
+    check_tokenizer(tokenizer, vocab_size)
+    ids = XLMRobertaTokenizer.from_pretrained(str(tokenizer), padding_side="right")(prompt)["input_ids"]
+    if len(ids) <= 2:
+        raise SystemExit(f"evf predict-video: the prompt {prompt!r} tokenises to nothing but <s> </s>")
+    return ids
+
+
+def write_mask_and_overlay(image: np.ndarray, mask: np.ndarray, output: Path, name: str) -> Path:
+    """OUTPUT/masks/NAME.png (0 or 255) and OUTPUT/overlays/NAME.png (the mask painted over the frame)."""
+    from PIL import Image
+
+    colour = np.array(OVERLAY_RGB, dtype=np.float32)
+    painted = np.where(mask[..., None], (1 - OVERLAY_ALPHA) * image + OVERLAY_ALPHA * colour, image)
+    Image.fromarray(painted.round().astype(np.uint8)).save(output / "overlays" / f"{name}.png")
+    path = output / "masks" / f"{name}.png"
+    Image.fromarray(mask.astype(np.uint8) * 255).save(path)
+    return path
