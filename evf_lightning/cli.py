@@ -61,13 +61,13 @@ OUR_VERBS: dict[str, dict[str, Callable[[], Callable]] | Callable[[], Callable]]
 
 def _usage() -> str:
     lines = ["usage: evf VERB [options]   (evf VERB --help for a verb's options)", ""]
-    lines += [f"  {verb:<12} {text}" for verb, text in LIGHTNING_VERBS.items()]
+    lines += [f"  {verb:<14} {text}" for verb, text in LIGHTNING_VERBS.items()]
     for verb, entry in OUR_VERBS.items():
         subs = entry.keys() if isinstance(entry, dict) else [None]
         for sub in subs:
             loader = entry[sub] if isinstance(entry, dict) else entry
             doc = (loader().__doc__ or "").strip().splitlines()[0]
-            lines.append(f"  {verb + (' ' + sub if sub else ''):<12} {doc}")
+            lines.append(f"  {verb + (' ' + sub if sub else ''):<14} {doc}")
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from jsonargparse import ArgumentParser
 
+from evf_lightning.hub.official_names import name_map
 from evf_lightning.models.evf import EvfModel, EvfModelConfig
 from evf_lightning.training.lightning_cli import EvfCLI
 
@@ -42,11 +43,43 @@ def test_every_model_config_builds_on_meta(path):
     assert model.projector[-1].out_features == config.image_backbone.prompt_dim
 
 
-def test_evf_sam_yaml_is_the_published_preset():
-    preset = EvfModelConfig.evf_sam()
-    assert load_model_config(REPO / "configs/model/evf_sam.yaml") == preset
+# Released models (reference/checkpoints.md §1) and the paper's ablation sizes (Table 5): parameters and the
+# number of keys under official names; `None` keys where no official checkpoint exists to count against.
+SIZES = {
+    "evf_sam": (1_315_105_072, 1569),
+    "evf_sam_multitask": (1_315_105_072, 1569),
+    "evf_sam2": (898_444_594, 1875),
+    "evf_sam2_multitask": (898_444_594, 1875),
+    "evf_effi_sam_l": (700_427_492, 1253),
+    "evf_effi_sam_b": (231_998_052, 773),
+    "evf_sam_beit3_base": (863_000_000, None),
+}
+
+
+@pytest.mark.parametrize("name", SIZES)
+def test_full_size_model_files_have_the_published_sizes(name):
+    parameters, keys = SIZES[name]
+    config = load_model_config(REPO / "configs/model" / f"{name}.yaml")
     with torch.device("meta"):
-        assert sum(p.numel() for p in EvfModel(preset).parameters()) == 1_315_105_072
+        model = EvfModel(config)
+    counted = sum(p.numel() for p in model.parameters())
+    if keys is None:  # the paper rounds: within 1%
+        assert abs(counted - parameters) / parameters < 0.01, counted
+    else:
+        assert counted == parameters
+        assert len(name_map(config.image_backbone.family).to_official(model.state_dict())) == keys
+
+
+@pytest.mark.parametrize(
+    ("name", "preset"),
+    [
+        ("evf_sam", EvfModelConfig.evf_sam),
+        ("evf_sam2", EvfModelConfig.evf_sam2),
+        ("evf_sam2_multitask", lambda: EvfModelConfig.evf_sam2(multitask=True)),
+    ],
+)
+def test_model_files_are_their_python_presets(name, preset):
+    assert load_model_config(REPO / "configs/model" / f"{name}.yaml") == preset()
 
 
 def test_quickstart_fast_dev_run(synth_root, tmp_path, monkeypatch):
