@@ -1,6 +1,7 @@
 """`evf export` of a real `evf fit` checkpoint and `evf import` of the folder it writes, through the CLI."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -147,8 +148,8 @@ def test_export_refuses_a_model_yaml_without_a_tokenizer_and_a_config_that_does_
 def test_verbs_are_in_the_evf_usage(capsys):
     main(["--help"])
     usage = capsys.readouterr().out
-    assert "import       Check an official EVF-SAM folder" in usage
-    assert "export       Write a checkpoint of `evf fit` as an official EVF-SAM folder" in usage
+    assert re.search(r"^  import +Check an official EVF-SAM folder", usage, re.MULTILINE)
+    assert re.search(r"^  export +Write a checkpoint of `evf fit` as an official EVF-SAM folder", usage, re.MULTILINE)
 
 
 def test_import_of_a_folder_without_weights_names_the_folder(tmp_path, run):
