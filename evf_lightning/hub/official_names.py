@@ -136,13 +136,16 @@ SAM2_RULES: Rules = (
     _under(_SAM2_MEMORY_ENCODER, "out_proj.", "projection."),
 )
 
+# EfficientSAM (checkpoints.md §5) is written here with the official module names: only the shared rules apply.
+EFFI_RULES: Rules = ()
+
 SHARED_RULES: Rules = (
     ("visual_model.", "image_backbone."),
     ("mm_extractor.", "prompt_encoder."),
     ("text_hidden_fcs.0.", "projector."),
 )
 
-FAMILY_RULES: dict[str, Rules] = {"sam": SAM_RULES, "sam2": SAM2_RULES}
+FAMILY_RULES: dict[str, Rules] = {"sam": SAM_RULES, "sam2": SAM2_RULES, "effi": EFFI_RULES}
 
 
 class UnmappedKeyError(KeyError):

@@ -13,6 +13,7 @@ from typing import Union
 from torch import Tensor, nn
 
 from evf_lightning.models.beit3 import Beit3Config
+from evf_lightning.models.efficient_sam import EfficientSamBackboneConfig, EfficientSamImageBackbone
 from evf_lightning.models.image_backbone import ImageBackbone
 from evf_lightning.models.image_features import ImageFeatures
 from evf_lightning.models.prompt_encoder import Beit3PromptConfig, Beit3PromptEncoder
@@ -23,10 +24,12 @@ from evf_lightning.models.sam2 import Sam2BackboneConfig, Sam2ImageBackbone
 BackboneConfig = Union[  # noqa: UP007 (one line per family)
     SamBackboneConfig,
     Sam2BackboneConfig,
+    EfficientSamBackboneConfig,
 ]
 BACKBONES: dict[type, type[ImageBackbone]] = {
     SamBackboneConfig: SamImageBackbone,
     Sam2BackboneConfig: Sam2ImageBackbone,
+    EfficientSamBackboneConfig: EfficientSamImageBackbone,
 }
 
 
@@ -61,6 +64,16 @@ class EvfModelConfig:
         """
         backbone = Sam2BackboneConfig(resize="stretch" if multitask else "longest_then_stretch")  # Hiera-L
         return cls(backbone, Beit3PromptConfig(Beit3Config.large()), multimask_output=multitask)
+
+    @classmethod
+    def evf_effi_sam_l(cls) -> EvfModelConfig:
+        """EVF-Effi-SAM-L: EfficientSAM-S + BEiT-3-L (700M parameters); no public checkpoint."""
+        return cls(EfficientSamBackboneConfig.vit_s(), Beit3PromptConfig(Beit3Config.large()))
+
+    @classmethod
+    def evf_effi_sam_b(cls) -> EvfModelConfig:
+        """EVF-Effi-SAM-B: EfficientSAM-T + BEiT-3-B (232M parameters); no public checkpoint."""
+        return cls(EfficientSamBackboneConfig.vit_t(), Beit3PromptConfig(Beit3Config.base()))
 
     @classmethod
     def tiny(cls, vocab_size: int = 256, image_size: int = 128, beit_image_size: int = 64) -> EvfModelConfig:
