@@ -139,7 +139,7 @@ class ReferDataset:
         return len(self._expressions[self._image_ids[index]])
 
     def texts(self, index: int, normalise_text: bool = False) -> list[str]:
-        return [_text(e.text, normalise_text) for e in self._expressions[self._image_ids[index]]]
+        return [expression_text(e.text, normalise_text) for e in self._expressions[self._image_ids[index]]]
 
     def load(
         self, index: int, expressions: Sequence[int] | None = None, normalise_text: bool = False
@@ -179,9 +179,9 @@ class ReferDataset:
             if pairs
             else np.zeros((0, height, width), dtype=np.uint8)
         )
-        texts = [_text(pair.text, normalise_text) for pair in pairs]
+        texts = [expression_text(pair.text, normalise_text) for pair in pairs]
         return ReferringSample(image=image, texts=texts, masks=masks, source=source)
 
 
-def _text(text: str, normalise: bool) -> str:
+def expression_text(text: str, normalise: bool) -> str:
     return text.strip().lower() if normalise else text

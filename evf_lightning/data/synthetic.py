@@ -244,7 +244,7 @@ def _place(
     return None
 
 
-def _layout(rng: np.random.Generator, height: int, width: int, scale: float) -> list[SynthObject]:
+def layout(rng: np.random.Generator, height: int, width: int, scale: float) -> list[SynthObject]:
     """3-4 objects, each of which has at least one unambiguous description.
 
     The mix is set so that a model of a few hundred thousand parameters learns it in minutes on a CPU
@@ -306,7 +306,7 @@ def _visible_parts(polygon: np.ndarray, covers: Sequence[np.ndarray]) -> list[np
     return pieces
 
 
-def _segments(objects: Sequence[SynthObject]) -> list[list[list[float]]]:
+def segments(objects: Sequence[SynthObject]) -> list[list[list[float]]]:
     """Each object's visible part as flat COCO polygons: later objects cover earlier ones."""
     outlines = [o.outline() for o in objects]
     segments = []
@@ -323,7 +323,7 @@ def _near(a: SynthObject, b: SynthObject) -> bool:
     return bool(np.hypot(a.x - b.x, a.y - b.y) < a.reach + b.reach)
 
 
-def _render(objects: Sequence[SynthObject], height: int, width: int, rng: np.random.Generator) -> bytes:
+def render(objects: Sequence[SynthObject], height: int, width: int, rng: np.random.Generator) -> bytes:
     """JPEG bytes: a noisy plain background and the shapes painted in order from their outlines."""
     base = rng.integers(150, 226) + rng.integers(-12, 13, size=3)
     noise = rng.normal(0.0, 5.0, size=(height, width, 3))
@@ -343,7 +343,7 @@ def _file_name(dataset: str, image_id: int) -> str:
     return f"COCO_train2014_{image_id:012d}.jpg"
 
 
-def _annotation(dataset: str, polygons: list[list[float]], height: int, width: int) -> dict:
+def annotation(dataset: str, polygons: list[list[float]], height: int, width: int) -> dict:
     rle = coco_mask.merge(coco_mask.frPyObjects(polygons, height, width))
     if dataset == "refclef":  # RefCLEF stores a list holding one compressed RLE, counts as str
         segmentation: list = [{"size": [height, width], "counts": rle["counts"].decode("ascii")}]
@@ -418,20 +418,20 @@ def write_synthetic_refer(
             image_id += 1
             height, width = (round(side * float(rng.uniform(0.85, 1.15))) for side in image_size)
             margin = POSITION_MARGIN * min(height, width)
-            objects = _layout(rng, height, width, min(image_size) / 96.0)
+            objects = layout(rng, height, width, min(image_size) / 96.0)
             file_name = _file_name(dataset, image_id)
             path = images_dir / file_name
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(_render(objects, height, width, rng))
+            path.write_bytes(render(objects, height, width, rng))
             images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
             scene: dict[int, SynthObject] = {}
-            for index, (obj, polygons) in enumerate(zip(objects, _segments(objects), strict=True)):
+            for index, (obj, polygons) in enumerate(zip(objects, segments(objects), strict=True)):
                 ann_id += 1
                 scene[ann_id] = obj
                 category_id = SHAPES.index(obj.shape) + 1
                 annotations.append(
                     {"id": ann_id, "image_id": image_id, "category_id": category_id}
-                    | _annotation(dataset, polygons, height, width)
+                    | annotation(dataset, polygons, height, width)
                 )
                 entries = []
                 for text in describe(index, objects, margin, rng):
