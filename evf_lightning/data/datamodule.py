@@ -1,58 +1,53 @@
-"""LightningDataModule for the refer family: RefCOCO, RefCOCO+, RefCOCOg and RefCLEF splits."""
+"""LightningDataModule over data sources of every kind: refer splits, the multitask formats, mixed by ratio."""
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import torch.distributed as dist
 from lightning import LightningDataModule
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 from transformers import XLMRobertaTokenizer
 
 from evf_lightning.data.batch import collate_expressions
-from evf_lightning.data.expression_dataset import ExpressionDataset, OnBadSample
-from evf_lightning.data.refer import ReferDataset
+from evf_lightning.data.expression_dataset import ExpressionDataset, OnBadSample, SampleReader
+from evf_lightning.data.mixture import MixtureSampler
 from evf_lightning.data.sampler import EpochDrawSampler
+from evf_lightning.data.sources import Source
 from evf_lightning.data.transforms import Beit3Preprocess, SamPreprocess
 
 
-@dataclass
-class ReferSplit:
-    """One split of one refer dataset, e.g. refcoco / unc / testA."""
-
-    dataset: str = "refcoco"
-    split_by: str = "unc"
-    split: str = "train"
-
-    @property
-    def name(self) -> str:
-        return f"{self.dataset}_{self.split_by}_{self.split}"
-
-
 class EvfDataModule(LightningDataModule):
-    """Reads refer-format data from `root` and tokenises with the tokenizer folder `tokenizer`.
+    """Reads the sources under `root` (sources.py: refer splits and the multitask formats) and tokenises
+    with the tokenizer folder `tokenizer`.
 
     Preprocessing follows the model (the CLI links `sam_image_size`, `sam_resize` and
     `beit_image_size` to the model config). Training items are images with up to
     `expressions_per_image` expressions; evaluation reads every expression, lower-cased and stripped as
     the official eval does. `shuffle_eval_prompts` permutes expressions across the whole evaluation
     split: the control that shows how much the model relies on the text.
+
+    Several train sources, a `ratio` on one, or `samples_per_epoch` make training a mixture (mixture.py):
+    each draw picks a source with the normalised ratios (unset counts as 1), then one of its images; an
+    epoch is `samples_per_epoch` draws (default: the train images of all sources together). Otherwise an
+    epoch reads each image once in a seeded shuffle.
     """
 
     def __init__(
         self,
         root: str,
         tokenizer: str,
-        train: list[ReferSplit] | None = None,
-        val: list[ReferSplit] | None = None,
-        test: list[ReferSplit] | None = None,
+        train: list[Source] | None = None,
+        val: list[Source] | None = None,
+        test: list[Source] | None = None,
         sam_image_size: int = 1024,
         sam_resize: Literal["longest_pad", "stretch", "longest_then_stretch"] = "longest_pad",
         beit_image_size: int = 224,
         expressions_per_image: int = 3,
+        samples_per_epoch: int | None = None,
         batch_size: int = 16,
         eval_batch_size: int = 8,
         num_workers: int = 4,
@@ -66,9 +61,13 @@ class EvfDataModule(LightningDataModule):
         self.train_splits = train or []
         self.val_splits = val or []
         self.test_splits = test or []
+        for split in self.val_splits + self.test_splits:
+            if split.ratio is not None:
+                raise ValueError(f"evaluation source {split.name} has a ratio; ratios weigh train sources only")
         self.sam_preprocess = SamPreprocess(size=sam_image_size, resize=sam_resize)
         self.beit_preprocess = Beit3Preprocess(size=beit_image_size)
         self.expressions_per_image = expressions_per_image
+        self.samples_per_epoch = samples_per_epoch
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -101,10 +100,46 @@ class EvfDataModule(LightningDataModule):
         if stage == "test":
             self.test_sets = [self._dataset([split], training=False) for split in self.test_splits]
 
-    def _dataset(self, splits: list[ReferSplit], training: bool) -> ExpressionDataset:
+    @property
+    def mixes(self) -> bool:
+        """Whether training draws from a ratio mixture rather than shuffling one source's images."""
+        return (
+            len(self.train_splits) > 1
+            or any(s.ratio is not None for s in self.train_splits)
+            or self.samples_per_epoch is not None
+        )
+
+    def readers(self, splits: list[Source]) -> list[SampleReader]:
+        return [split.reader(self.root) for split in splits]
+
+    def train_sampler(
+        self, sizes: list[int], num_replicas: int = 1, rank: int = 0, samples_per_epoch: int | None = None
+    ) -> DistributedSampler:
+        """The mixture sampler or the seeded shuffle (see the class docstring) over train sources of `sizes`
+        images, for `rank` of `num_replicas` (the shuffle takes torch.distributed's, as before)."""
+        if not self.mixes:
+            return EpochDrawSampler(range(sum(sizes)), shuffle=True, seed=self.seed)
+        return MixtureSampler(
+            sizes,
+            [1.0 if s.ratio is None else s.ratio for s in self.train_splits],
+            samples_per_epoch or self.samples_per_epoch or sum(sizes),
+            seed=self.seed,
+            num_replicas=num_replicas,
+            rank=rank,
+        )
+
+    def _world(self) -> tuple[int, int]:
+        """(world size, global rank): the trainer's where one is attached, else torch.distributed's."""
+        if self.trainer is not None:
+            return self.trainer.world_size, self.trainer.global_rank
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_world_size(), dist.get_rank()
+        return 1, 0
+
+    def _dataset(self, splits: list[Source], training: bool) -> ExpressionDataset:
         if not splits:
             raise ValueError(f"data.{'train' if training else 'val/test'} lists no split to read")
-        readers = [ReferDataset(self.root, s.dataset, s.split_by, s.split) for s in splits]
+        readers = self.readers(splits)
         dataset = ExpressionDataset(
             readers,
             self.tokenizer,
@@ -119,24 +154,28 @@ class EvfDataModule(LightningDataModule):
             dataset.text_override = shuffled_texts(dataset, self.seed)
         return dataset
 
-    def _loader(self, dataset: ExpressionDataset, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: ExpressionDataset, batch_size: int, sampler: DistributedSampler) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            sampler=EpochDrawSampler(dataset, shuffle=shuffle, seed=self.seed),
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=functools.partial(collate_expressions, pad_token_id=self.tokenizer.pad_token_id),
             persistent_workers=self.num_workers > 0,
         )
 
+    def _eval_loader(self, dataset: ExpressionDataset) -> DataLoader:
+        return self._loader(dataset, self.eval_batch_size, EpochDrawSampler(dataset, shuffle=False, seed=self.seed))
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
+        sizes = [len(reader) for reader in self.train_set.readers]
+        return self._loader(self.train_set, self.batch_size, self.train_sampler(sizes, *self._world()))
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [self._loader(d, self.eval_batch_size, shuffle=False) for d in self.val_sets]
+        return [self._eval_loader(d) for d in self.val_sets]
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(d, self.eval_batch_size, shuffle=False) for d in self.test_sets]
+        return [self._eval_loader(d) for d in self.test_sets]
 
 
 def shuffled_texts(dataset: ExpressionDataset, seed: int) -> dict[tuple[int, int], str]:

@@ -79,28 +79,27 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
         which = int(np.searchsorted(self.offsets, index, side="right") - 1)
         return self.readers[which], index - int(self.offsets[which])
 
-    def chosen_expressions(self, index: int, epoch: int) -> list[int]:
-        reader, local = self.locate(index)
-        count = reader.num_expressions(local)
-        if self.expressions_per_image is None or count <= self.expressions_per_image:
-            return list(range(count))
-        rng = np.random.default_rng([self.seed, epoch, index])
-        return sorted(rng.choice(count, size=self.expressions_per_image, replace=False).tolist())
+    def chosen_expressions(self, draw: Draw) -> list[int]:
+        reader, local = self.locate(draw.index)
+        return choose_expressions(reader.num_expressions(local), self.expressions_per_image, self.seed, draw)
 
     def __getitem__(self, draw: Draw | int) -> ExpressionItem | None:
-        index, epoch = draw if isinstance(draw, Draw) else (draw, 0)
+        draw = draw if isinstance(draw, Draw) else Draw(draw, 0)
         try:
-            return self._read(index, epoch)
+            return self._read(draw)
         except (OSError, ValueError) as error:
             if self.on_bad_sample == "raise":
                 raise
             self.num_skipped += 1
-            log.warning("skipping sample %d (%d skipped so far in this worker): %s", index, self.num_skipped, error)
+            log.warning(
+                "skipping sample %d (%d skipped so far in this worker): %s", draw.index, self.num_skipped, error
+            )
             return None
 
-    def _read(self, index: int, epoch: int) -> ExpressionItem:
+    def _read(self, draw: Draw) -> ExpressionItem:
+        index = draw.index
         reader, local = self.locate(index)
-        chosen = self.chosen_expressions(index, epoch)
+        chosen = self.chosen_expressions(draw)
         sample = reader.load(local, chosen, normalise_text=self.normalise_text)
         texts = [self.text_override.get((index, j), text) for j, text in zip(chosen, sample.texts, strict=True)]
         sam_pixels, resized_hw = self.sam_preprocess(sample.image)
@@ -122,3 +121,13 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
                 "fix the annotation or run with data.on_bad_sample=skip"
             )
         return ids
+
+
+def choose_expressions(count: int, limit: int | None, seed: int, draw: Draw) -> list[int]:
+    """Up to `limit` of `count` expressions without replacement, ascending, from a generator seeded by
+    (seed, epoch, index[, draw number]); all of them in order where there are no more than `limit`, as the
+    official loaders do."""
+    if limit is None or count <= limit:
+        return list(range(count))
+    rng = np.random.default_rng([seed, draw.epoch, draw.index] + ([] if draw.draw is None else [draw.draw]))
+    return sorted(rng.choice(count, size=limit, replace=False).tolist())

@@ -10,10 +10,15 @@ from torch.utils.data import DistributedSampler
 
 
 class Draw(NamedTuple):
-    """Which item to read, and the epoch it is read in (seeds that item's random choices)."""
+    """Which item to read, and the epoch it is read in (seeds that item's random choices).
+
+    A mixture may draw one item twice in an epoch; its `draw` number then seeds the choices too, so each
+    draw gets its own prompts.
+    """
 
     index: int
     epoch: int
+    draw: int | None = None
 
 
 class EpochDrawSampler(DistributedSampler):
