@@ -25,6 +25,18 @@ def _synth() -> Callable:
     return synth
 
 
+def _data_prepare() -> Callable:
+    from evf_lightning.commands.data_prepare import prepare
+
+    return prepare
+
+
+def _data_show() -> Callable:
+    from evf_lightning.commands.data_show import show
+
+    return show
+
+
 def _grounding() -> Callable:
     from evf_lightning.commands.grounding import grounding
 
@@ -51,7 +63,7 @@ def _predict_video() -> Callable:
 
 # verb -> (sub-verb -> loader of the typed function that implements it)
 OUR_VERBS: dict[str, dict[str, Callable[[], Callable]] | Callable[[], Callable]] = {
-    "data": {"synth": _synth},
+    "data": {"synth": _synth, "prepare": _data_prepare, "show": _data_show},
     "grounding": _grounding,
     "import": _import,
     "export": _export,
