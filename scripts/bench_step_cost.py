@@ -27,21 +27,20 @@ from evf_lightning.training.lightning_cli import EvfCLI
 
 
 class StepTimer(Callback):
-    """Wall seconds of every training batch after the first `skip`."""
+    """Wall seconds from one batch's end to the next (loading included), after the first `skip` batches."""
 
     def __init__(self, skip: int) -> None:
-        self.skip = skip
+        self.skip = max(skip, 1)  # the first batch has no previous end to count from
         self.seconds: list[float] = []
-        self._start = 0.0
-
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
-        self._start = time.perf_counter()
+        self._last = 0.0
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        now = time.perf_counter()
         if batch_idx >= self.skip:
-            self.seconds.append(time.perf_counter() - self._start)
+            self.seconds.append(now - self._last)
+        self._last = now
 
 
 def time_steps(config: str, overrides: list[str], steps: int, skip: int) -> list[float]:
