@@ -61,6 +61,18 @@ def _predict_video() -> Callable:
     return predict_video
 
 
+def _sweep() -> Callable:
+    from evf_lightning.commands.sweep import sweep
+
+    return sweep
+
+
+def _compare() -> Callable:
+    from evf_lightning.commands.compare import compare
+
+    return compare
+
+
 # verb -> (sub-verb -> loader of the typed function that implements it)
 OUR_VERBS: dict[str, dict[str, Callable[[], Callable]] | Callable[[], Callable]] = {
     "data": {"synth": _synth, "prepare": _data_prepare, "show": _data_show},
@@ -68,6 +80,8 @@ OUR_VERBS: dict[str, dict[str, Callable[[], Callable]] | Callable[[], Callable]]
     "import": _import,
     "export": _export,
     "predict-video": _predict_video,
+    "sweep": _sweep,
+    "compare": _compare,
 }
 
 

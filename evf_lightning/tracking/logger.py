@@ -12,6 +12,8 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from mlflow.exceptions import MlflowException
 
+from evf_lightning.tracking.sweep_runs import spell
+
 log = logging.getLogger(__name__)
 
 # Failures of a tracking backend that must not end a training run: network and server errors.
@@ -44,7 +46,8 @@ class EvfMLFlowLogger(MLFlowLogger):
             experiment_name=experiment_name,
             run_name=run_name,
             tracking_uri=tracking_uri or default_tracking_uri(),
-            tags=tags,
+            # MLflow tags are strings; from a YAML or JSON command line "0" or "[1,2]" arrive parsed.
+            tags={key: spell(value) for key, value in (tags or {}).items()},
             save_dir=None,
             log_model=log_model,
             artifact_location=artifact_location,
