@@ -143,10 +143,7 @@ def validate_cell(grid: Grid, cell: Cell, extra: dict[str, Any] | None = None) -
 
     An axis naming a key the config lacks, or a value of the wrong type, raises GridError naming the key.
     """
-    from jsonargparse import ArgumentParser
-
-    from evf_lightning.models.evf import EvfModelConfig
-    from evf_lightning.training.lightning_cli import EvfCLI
+    from evf_lightning.training.lightning_cli import EvfCLI, model_config
 
     where = f"{grid.path.name}: cell {cell.index} ({cell.key})"
     errors = io.StringIO()
@@ -156,9 +153,7 @@ def validate_cell(grid: Grid, cell: Cell, extra: dict[str, Any] | None = None) -
     except SystemExit:
         message = errors.getvalue().rsplit("error:", 1)[-1].strip()
         raise GridError(f"{where}: {message}") from None
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_argument("--model", type=EvfModelConfig)
     try:
-        parser.instantiate_classes(parser.parse_object({"model": config.model.model.as_dict()}))
+        model_config(config.model.model)
     except (ValueError, TypeError) as error:
         raise GridError(f"{where}: {error}") from None

@@ -42,6 +42,7 @@ class Beit3PromptConfig:
     fusion: Fusion = "early"
     cross_modal_layers: tuple[int, int] | None = None
     prompt_token: PromptToken | None = None
+    kind: Literal["beit3"] = "beit3"
 
     def __post_init__(self) -> None:
         if self.fusion not in ALLOWED_TOKENS:
@@ -67,6 +68,14 @@ class Beit3PromptConfig:
     @property
     def token(self) -> str:
         return self.prompt_token or DEFAULT_TOKEN[self.fusion]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.beit3.vocab_size
+
+    @property
+    def image_size(self) -> int:
+        return self.beit3.img_size
 
 
 class Beit3PromptEncoder(nn.Module):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from jsonargparse import lazy_instance
+from jsonargparse import ArgumentParser, Namespace, lazy_instance
 from lightning import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -74,7 +75,40 @@ class EvfCLI(LightningCLI):
         backbone = "model.model.image_backbone"
         parser.link_arguments(backbone, "data.sam_image_size", compute_fn=_backbone_field("image_size"))
         parser.link_arguments(backbone, "data.sam_resize", compute_fn=_backbone_field("resize"))
-        parser.link_arguments("model.model.prompt_encoder.beit3.img_size", "data.beit_image_size")
+        parser.link_arguments("model.model.prompt_encoder", "data.beit_image_size", compute_fn=_prompt_image_size)
+
+
+def _parse_as(tree: Any, kind: type) -> Any:
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--value", type=kind)
+    tree = tree.as_dict() if isinstance(tree, Namespace) else dict(tree)
+    return parser.instantiate_classes(parser.parse_object({"value": tree})).value
+
+
+def prompt_encoder_config(tree: Any) -> Any:
+    """A parsed `model.model.prompt_encoder` subtree as its typed config, the class chosen by its `kind`."""
+    from evf_lightning.models.evf import PROMPT_ENCODER_KINDS
+
+    tree = tree.as_dict() if isinstance(tree, Namespace) else dict(tree)
+    tree = tree.get("init_args", tree)
+    kind = tree.get("kind", "beit3")
+    if kind not in PROMPT_ENCODER_KINDS:
+        raise ValueError(f"model.model.prompt_encoder.kind {kind!r} is not one of {list(PROMPT_ENCODER_KINDS)}")
+    return _parse_as(tree, PROMPT_ENCODER_KINDS[kind])
+
+
+def model_config(tree: Any) -> Any:
+    """A parsed `model.model` subtree as an EvfModelConfig, without building any module."""
+    from evf_lightning.models.evf import EvfModelConfig
+
+    tree = tree.as_dict() if isinstance(tree, Namespace) else dict(tree)
+    prompt_encoder = prompt_encoder_config(tree.pop("prompt_encoder", {}))
+    return replace(_parse_as(tree, EvfModelConfig), prompt_encoder=prompt_encoder)
+
+
+def _prompt_image_size(prompt_encoder: Any) -> int:
+    """The small image the prompt encoder reads, whichever kind it is."""
+    return prompt_encoder_config(prompt_encoder).image_size
 
 
 def _backbone_field(name: str) -> Callable[[Any], Any]:

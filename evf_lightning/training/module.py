@@ -118,11 +118,12 @@ class EvfLitModule(LightningModule):
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
         tokenizer = getattr(datamodule, "tokenizer", None)
-        vocab_size = self.config.prompt_encoder.beit3.vocab_size
+        vocab_size = self.config.prompt_encoder.vocab_size
         if tokenizer is not None and len(tokenizer) > vocab_size:
             raise ValueError(
                 f"tokenizer {datamodule.tokenizer_dir} emits {len(tokenizer)} token ids but "
-                f"model.model.prompt_encoder.beit3.vocab_size is {vocab_size}; raise it or use the matching tokenizer"
+                f"the prompt encoder's vocab_size (model.model.prompt_encoder) is {vocab_size}; "
+                "raise it or use the matching tokenizer"
             )
         self._val_names = list(getattr(datamodule, "val_names", [])) or ["val"]
         self._test_names = list(getattr(datamodule, "test_names", [])) or ["test"]

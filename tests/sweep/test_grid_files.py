@@ -12,6 +12,7 @@ GRIDS = sorted((Path(__file__).resolve().parents[2] / "experiments").glob("*.yam
 def test_the_paper_grids_are_shipped():
     names = {path.stem for path in GRIDS}
     assert {
+        "toy_encoders",
         "toy_table4",
         "table4_encoder_fusion",
         "table5_backbone",
