@@ -12,6 +12,7 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import XLMRobertaTokenizer
 
+from evf_lightning.data.augment import AugmentConfig, Augmenter
 from evf_lightning.data.batch import collate_expressions
 from evf_lightning.data.expression_dataset import ExpressionDataset, OnBadSample, SampleReader
 from evf_lightning.data.mixture import MixtureSampler
@@ -34,6 +35,8 @@ class EvfDataModule(LightningDataModule):
     each draw picks a source with the normalised ratios (unset counts as 1), then one of its images; an
     epoch is `samples_per_epoch` draws (default: the train images of all sources together). Otherwise an
     epoch reads each image once in a seeded shuffle.
+
+    `augment` varies training samples (augment.py); every field at its default, the paper's setting, is none.
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class EvfDataModule(LightningDataModule):
         seed: int = 0,
         on_bad_sample: OnBadSample = "raise",
         shuffle_eval_prompts: bool = False,
+        augment: AugmentConfig | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -74,6 +78,7 @@ class EvfDataModule(LightningDataModule):
         self.seed = seed
         self.on_bad_sample = on_bad_sample
         self.shuffle_eval_prompts = shuffle_eval_prompts
+        self.augment = augment or AugmentConfig.paper()
 
     @functools.cached_property
     def tokenizer(self) -> XLMRobertaTokenizer:
@@ -149,6 +154,7 @@ class EvfDataModule(LightningDataModule):
             seed=self.seed,
             normalise_text=not training,
             on_bad_sample=self.on_bad_sample,
+            augmenter=Augmenter(self.augment) if training else None,
         )
         if self.shuffle_eval_prompts and not training:
             dataset.text_override = shuffled_texts(dataset, self.seed)

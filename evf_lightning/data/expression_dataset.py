@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from evf_lightning.data.augment import Augmenter
 from evf_lightning.data.batch import ExpressionItem
 from evf_lightning.data.sample import ReferringSample
 from evf_lightning.data.sampler import Draw
@@ -18,6 +19,8 @@ from evf_lightning.data.transforms import Beit3Preprocess, SamPreprocess
 log = logging.getLogger(__name__)
 
 OnBadSample = Literal["raise", "skip"]
+# draw_rng's stream of the augmentation (the prompts' choice has none, as before augmentation existed).
+AUGMENT = (1,)
 
 
 class SampleReader(Protocol):
@@ -45,7 +48,8 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
     index); evaluation (`expressions_per_image=None`) reads every expression of every image.
 
     `text_override` replaces expression texts (the grounding check's shuffled prompts), keyed by
-    (item index, expression index).
+    (item index, expression index). `augmenter` (training only; off by default, as in the paper) moves image and
+    masks together and swaps left/right in the texts of a flipped sample, drawn from (seed, epoch, index, draw).
     """
 
     def __init__(
@@ -59,6 +63,7 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
         normalise_text: bool = False,
         on_bad_sample: OnBadSample = "raise",
         text_override: dict[tuple[int, int], str] | None = None,
+        augmenter: Augmenter | None = None,
     ) -> None:
         self.readers = list(readers)
         self.offsets = np.cumsum([0] + [len(r) for r in self.readers])
@@ -70,6 +75,7 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
         self.normalise_text = normalise_text
         self.on_bad_sample = on_bad_sample
         self.text_override = text_override or {}
+        self.augmenter = augmenter or Augmenter()
         self.num_skipped = 0
 
     def __len__(self) -> int:
@@ -100,7 +106,9 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
         index = draw.index
         reader, local = self.locate(index)
         chosen = self.chosen_expressions(draw)
-        sample = reader.load(local, chosen, normalise_text=self.normalise_text)
+        sample = self.augmenter(
+            reader.load(local, chosen, normalise_text=self.normalise_text), draw_rng(AUGMENT, self.seed, draw)
+        )
         texts = [self.text_override.get((index, j), text) for j, text in zip(chosen, sample.texts, strict=True)]
         sam_pixels, resized_hw = self.sam_preprocess(sample.image)
         return ExpressionItem(
@@ -129,5 +137,11 @@ def choose_expressions(count: int, limit: int | None, seed: int, draw: Draw) -> 
     official loaders do."""
     if limit is None or count <= limit:
         return list(range(count))
-    rng = np.random.default_rng([seed, draw.epoch, draw.index] + ([] if draw.draw is None else [draw.draw]))
+    rng = draw_rng((), seed, draw)
     return sorted(rng.choice(count, size=limit, replace=False).tolist())
+
+
+def draw_rng(stream: tuple[int, ...], seed: int, draw: Draw) -> np.random.Generator:
+    """The generator of one random choice of one draw: (seed, epoch, index[, draw number]) and nothing else,
+    so a draw is the same in any worker or rank; `stream` tells the choices of one draw apart."""
+    return np.random.default_rng([*stream, seed, draw.epoch, draw.index] + ([] if draw.draw is None else [draw.draw]))
