@@ -40,14 +40,14 @@ def open_reader(which: str, source: Source, root: Path):
 
 
 def generate(kind: str, root: Path, annotations: int, seed: int) -> tuple[int, int, Path]:
-    """Write at least `annotations` annotations of `kind`; (images, annotations, annotation folder)."""
+    """Write at least `annotations` annotations of `kind`; (images, annotations, annotation file or folder)."""
     if kind == "refer":
         images = math.ceil(annotations / 3)  # every generated image holds 3 or 4 objects
         summary = write_synthetic_refer(root, dataset="refcoco", split_by="unc", num_images={"train": images},
                                         seed=seed)  # fmt: skip
         return images, sum(len(scene.objects) for scene in summary.scenes.values()), root / "refer_seg/refcoco"
     written = write_synthetic_objects365(root, images=math.ceil(annotations / 2), seed=seed)  # 2-3 kept per image
-    return written.images, written.annotations, written.annotation_file.parent
+    return written.images, written.annotations, written.annotation_file
 
 
 def resident_mb() -> float:
@@ -85,7 +85,9 @@ def throughput(reader, draws: list[int], seed: int) -> float:
 
 
 def folder_mb(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+    """Megabytes of a file, or of every file under a folder."""
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    return sum(f.stat().st_size for f in files) / 2**20
 
 
 def main() -> None:
