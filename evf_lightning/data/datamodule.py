@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from transformers import XLMRobertaTokenizer
 
 from evf_lightning.data.batch import collate_expressions
+from evf_lightning.data.embedding_cache import EmbeddingCache
 from evf_lightning.data.expression_dataset import ExpressionDataset, OnBadSample, SampleReader
 from evf_lightning.data.mixture import MixtureSampler
 from evf_lightning.data.sampler import EpochDrawSampler
@@ -34,6 +35,10 @@ class EvfDataModule(LightningDataModule):
     each draw picks a source with the normalised ratios (unset counts as 1), then one of its images; an
     epoch is `samples_per_epoch` draws (default: the train images of all sources together). Otherwise an
     epoch reads each image once in a seeded shuffle.
+
+    `embedding_cache` is a folder written by `evf cache build`: every split then reads the frozen image
+    encoder's features from it instead of preprocessing SAM pixels (the model checks that the cache was built
+    by its own encoder and preprocessing before any step runs).
     """
 
     def __init__(
@@ -54,6 +59,7 @@ class EvfDataModule(LightningDataModule):
         seed: int = 0,
         on_bad_sample: OnBadSample = "raise",
         shuffle_eval_prompts: bool = False,
+        embedding_cache: str | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -74,6 +80,12 @@ class EvfDataModule(LightningDataModule):
         self.seed = seed
         self.on_bad_sample = on_bad_sample
         self.shuffle_eval_prompts = shuffle_eval_prompts
+        self.embedding_cache_dir = None if embedding_cache is None else Path(embedding_cache)
+
+    @functools.cached_property
+    def embedding_cache(self) -> EmbeddingCache | None:
+        """The opened cache (sizes and checksums checked once, here), or None to encode on the fly."""
+        return None if self.embedding_cache_dir is None else EmbeddingCache(self.embedding_cache_dir)
 
     @functools.cached_property
     def tokenizer(self) -> XLMRobertaTokenizer:
@@ -149,6 +161,7 @@ class EvfDataModule(LightningDataModule):
             seed=self.seed,
             normalise_text=not training,
             on_bad_sample=self.on_bad_sample,
+            embedding_cache=self.embedding_cache,
         )
         if self.shuffle_eval_prompts and not training:
             dataset.text_override = shuffled_texts(dataset, self.seed)
