@@ -23,6 +23,7 @@ from evf_lightning.training.trainable import TrainableParts
 REPO = Path(__file__).resolve().parents[2]
 TRAIN = Source(dataset="refcoco", split_by="unc", split="train")
 VAL = Source(dataset="refcoco", split_by="unc", split="val")
+TEST_A = Source(dataset="refcoco", split_by="unc", split="testA")
 IMAGE_SIZE, BEIT_SIZE = 128, 64
 
 
@@ -198,11 +199,11 @@ def test_sam2_high_res_levels_are_cached_and_its_decoder_projections_are_part_of
     backbone = EvfLitModule(config, TrainableParts(mask_decoder=False, no_mask_embed=False)).model.image_backbone
     data = datamodule(synth_root)
     preprocess = SamPreprocess(IMAGE_SIZE, resize="longest_then_stretch")
-    build_embedding_cache(backbone, preprocess, data.readers([VAL]), tmp_path, dtype="bfloat16", batch_size=8)
+    build_embedding_cache(backbone, preprocess, data.readers([TEST_A]), tmp_path, dtype="bfloat16", batch_size=4)
     cache = EmbeddingCache(tmp_path)
     assert [m.shape for m in cache.layout] == [(32, 8, 8), (4, 32, 32), (8, 16, 16)]  # embedding, then high-res
 
-    sample = data.readers([VAL])[0].load(3)
+    sample = data.readers([TEST_A])[0].load(3)
     with torch.inference_mode():
         encoded = backbone.encode(preprocess(sample.image)[0][None])
     fresh_maps = [encoded.embedding, *encoded.high_res]
