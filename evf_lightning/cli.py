@@ -67,6 +67,12 @@ def _predict_video() -> Callable:
     return predict_video
 
 
+def _cache_build() -> Callable:
+    from evf_lightning.commands.cache_build import build
+
+    return build
+
+
 # verb -> (sub-verb -> loader of the typed function that implements it)
 OUR_VERBS: dict[str, dict[str, Callable[[], Callable]] | Callable[[], Callable]] = {
     "data": {"synth": _synth, "prepare": _data_prepare, "show": _data_show, "objects365-masks": _objects365_masks},
@@ -74,6 +80,7 @@ OUR_VERBS: dict[str, dict[str, Callable[[], Callable]] | Callable[[], Callable]]
     "import": _import,
     "export": _export,
     "predict-video": _predict_video,
+    "cache": {"build": _cache_build},
 }
 
 

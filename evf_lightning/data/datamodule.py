@@ -14,6 +14,7 @@ from transformers import XLMRobertaTokenizer
 
 from evf_lightning.data.augment import AugmentConfig, Augmenter
 from evf_lightning.data.batch import collate_expressions
+from evf_lightning.data.embedding_cache import EmbeddingCache
 from evf_lightning.data.expression_dataset import ExpressionDataset, OnBadSample, SampleReader
 from evf_lightning.data.mixture import MixtureSampler
 from evf_lightning.data.sampler import EpochDrawSampler
@@ -37,6 +38,9 @@ class EvfDataModule(LightningDataModule):
     epoch reads each image once in a seeded shuffle.
 
     `augment` varies training samples (augment.py); every field at its default, the paper's setting, is none.
+    `embedding_cache` is a folder written by `evf cache build`: every split then reads the frozen image
+    encoder's features from it instead of preprocessing SAM pixels (the model checks that the cache was built
+    by its own encoder and preprocessing before any step runs).
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class EvfDataModule(LightningDataModule):
         on_bad_sample: OnBadSample = "raise",
         shuffle_eval_prompts: bool = False,
         augment: AugmentConfig | None = None,
+        embedding_cache: str | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -79,6 +84,17 @@ class EvfDataModule(LightningDataModule):
         self.on_bad_sample = on_bad_sample
         self.shuffle_eval_prompts = shuffle_eval_prompts
         self.augment = augment or AugmentConfig.paper()
+        self.embedding_cache_dir = None if embedding_cache is None else Path(embedding_cache)
+        if self.embedding_cache_dir is not None and self.augment != AugmentConfig.paper():
+            raise ValueError(
+                f"data.embedding_cache {self.embedding_cache_dir} holds features of the images as they are on disk, "
+                f"but data.augment={self.augment} changes them; turn one of the two off"
+            )
+
+    @functools.cached_property
+    def embedding_cache(self) -> EmbeddingCache | None:
+        """The opened cache (sizes and checksums checked once, here), or None to encode on the fly."""
+        return None if self.embedding_cache_dir is None else EmbeddingCache(self.embedding_cache_dir)
 
     @functools.cached_property
     def tokenizer(self) -> XLMRobertaTokenizer:
@@ -155,6 +171,7 @@ class EvfDataModule(LightningDataModule):
             normalise_text=not training,
             on_bad_sample=self.on_bad_sample,
             augmenter=Augmenter(self.augment) if training else None,
+            embedding_cache=self.embedding_cache,
         )
         if self.shuffle_eval_prompts and not training:
             dataset.text_override = shuffled_texts(dataset, self.seed)

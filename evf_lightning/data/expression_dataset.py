@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from evf_lightning.data.augment import Augmenter
 from evf_lightning.data.batch import ExpressionItem
+from evf_lightning.data.embedding_cache import EmbeddingCache, image_key
 from evf_lightning.data.sample import ReferringSample
 from evf_lightning.data.sampler import Draw
 from evf_lightning.data.transforms import Beit3Preprocess, SamPreprocess
@@ -50,6 +51,8 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
     `text_override` replaces expression texts (the grounding check's shuffled prompts), keyed by
     (item index, expression index). `augmenter` (training only; off by default, as in the paper) moves image and
     masks together and swaps left/right in the texts of a flipped sample, drawn from (seed, epoch, index, draw).
+    With `embedding_cache`, items carry the image's cached encoder features
+    looked up by its content key, and the SAM branch's preprocessing (the costly 1024 px resize) is skipped.
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
         on_bad_sample: OnBadSample = "raise",
         text_override: dict[tuple[int, int], str] | None = None,
         augmenter: Augmenter | None = None,
+        embedding_cache: EmbeddingCache | None = None,
     ) -> None:
         self.readers = list(readers)
         self.offsets = np.cumsum([0] + [len(r) for r in self.readers])
@@ -76,6 +80,7 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
         self.on_bad_sample = on_bad_sample
         self.text_override = text_override or {}
         self.augmenter = augmenter or Augmenter()
+        self.embedding_cache = embedding_cache
         self.num_skipped = 0
 
     def __len__(self) -> int:
@@ -110,7 +115,12 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
             reader.load(local, chosen, normalise_text=self.normalise_text), draw_rng(AUGMENT, self.seed, draw)
         )
         texts = [self.text_override.get((index, j), text) for j, text in zip(chosen, sample.texts, strict=True)]
-        sam_pixels, resized_hw = self.sam_preprocess(sample.image)
+        cached = None
+        if self.embedding_cache is not None:
+            cached = self.embedding_cache.features(image_key(sample.image), sample.source)
+            sam_pixels, resized_hw = None, self.sam_preprocess.resized_size(*sample.image.shape[:2])
+        else:
+            sam_pixels, resized_hw = self.sam_preprocess(sample.image)
         return ExpressionItem(
             sam_pixels=sam_pixels,
             beit_pixels=self.beit_preprocess(sample.image),
@@ -119,6 +129,7 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
             resized_hw=resized_hw,
             texts=texts,
             source=sample.source,
+            cached_features=cached,
         )
 
     def _tokenize(self, text: str, source: str) -> list[int]:

@@ -175,3 +175,10 @@ def test_the_data_module_flips_training_draws_only_and_their_words_with_them(syn
     assert swapped  # the generated sentences name sides, so the swap is seen
     a, b = plain.val_sets[0][0], flipped.val_sets[0][0]  # evaluation reads images as they are
     assert a.texts == b.texts and torch.equal(a.masks, b.masks)
+
+
+def test_augmentation_and_an_embedding_cache_are_refused_together(tmp_path):
+    from evf_lightning.data.datamodule import EvfDataModule
+
+    with pytest.raises(ValueError, match=r"data.embedding_cache .*cache holds features .* data.augment="):
+        EvfDataModule(str(tmp_path), str(tmp_path), embedding_cache=str(tmp_path / "cache"), augment=AugmentConfig(0.5))
