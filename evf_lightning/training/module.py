@@ -15,7 +15,7 @@ from evf_lightning.hub.pretrained import PretrainedWeights, load_pretrained
 from evf_lightning.models.evf import EvfModel, EvfModelConfig
 from evf_lightning.training.losses import LossConfig, evf_loss
 from evf_lightning.training.metrics import ReferringSegmentationMetrics
-from evf_lightning.training.trainable import TrainableParts, apply_trainable
+from evf_lightning.training.trainable import TrainableParts, apply_trainable, check_frozen
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,9 @@ class EvfLitModule(LightningModule):
 
     # ----- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self):
+        # Frozen parameters get no optimizer state (and, having requires_grad False, no gradient and no
+        # all-reduce under DDP): first make sure they are the ones the recipe freezes.
+        check_frozen(self.model, self.trainable)
         params = [p for p in self.parameters() if p.requires_grad]
         if not params:
             raise ValueError(f"trainable={asdict(self.trainable)} leaves no parameter to train")
