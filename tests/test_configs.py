@@ -88,3 +88,18 @@ def test_quickstart_fast_dev_run(synth_root, tmp_path, monkeypatch):
                  "--data.root", str(synth_root), "--data.tokenizer", str(synth_root / "tokenizer"),
                  "--data.num_workers", "0", "--trainer.fast_dev_run", "2",
                  "--trainer.default_root_dir", str(tmp_path)])  # fmt: skip
+
+
+TRAINERS = sorted((REPO / "configs" / "trainer").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", TRAINERS, ids=lambda p: p.stem)
+def test_every_trainer_config_parses_with_an_experiment(path):
+    """Strategies are parsed against their real signatures (class paths import, init args are typed)."""
+    args = ["--config", str(REPO / "configs/experiments/quickstart.yaml"), "--trainer", str(path)]
+    config = EvfCLI(args=args, run=False, instantiate=False).config
+    assert config.trainer.precision in ("32-true", "bf16-mixed")
+    strategy = config.trainer.strategy
+    assert isinstance(strategy, str) or strategy.class_path.rsplit(".", 1)[-1] in (
+        "EvfDDPStrategy", "EvfFSDPStrategy", "CpuFSDPStrategy", "DeepSpeedStrategy",
+    )  # fmt: skip

@@ -1,7 +1,8 @@
-"""FSDP for EVF models: the transformer blocks are the units of sharding and of activation checkpointing.
+"""Distributed strategies fitted to EVF models, so `configs/trainer/*.yaml` only choose switches.
 
-Lightning's `FSDPStrategy` needs its wrap policy as Python classes, which a YAML file cannot name; these
-subclasses carry the EVF block classes themselves, so `configs/trainer/fsdp*.yaml` only choose switches.
+DDP: EVF trains parameters its text path never uses (SAM's IoU head with one mask output, BEiT-3's mask
+token). FSDP: the transformer blocks are the units of sharding and of activation checkpointing; Lightning
+needs them as Python classes, which a YAML file cannot name.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
 from torch import nn
 from torch.distributed.fsdp import FullyShardedDataParallel
 from transformers.models.sam.modeling_sam import SamVisionLayer
@@ -22,6 +23,18 @@ from evf_lightning.models.efficient_sam import Block as EfficientSamBlock
 BLOCK_CLASSES: frozenset[type[nn.Module]] = frozenset(
     {SamVisionLayer, Sam2MultiScaleBlock, EfficientSamBlock, EncoderLayer}
 )
+
+
+class EvfDDPStrategy(DDPStrategy):
+    """DDP with a static graph: the unused trainable parameters are found in the first step, once.
+
+    Plain DDP stops at the second step ("parameters that were not used in producing the loss");
+    `find_unused_parameters` would find them by walking the autograd graph at every step instead. Frozen
+    parameters (requires_grad False) are never in DDP's buckets: they cost no all-reduce.
+    """
+
+    def __init__(self, static_graph: bool = True, find_unused_parameters: bool = False) -> None:
+        super().__init__(static_graph=static_graph, find_unused_parameters=find_unused_parameters)
 
 
 class EvfFSDPStrategy(FSDPStrategy):
