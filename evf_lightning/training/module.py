@@ -102,7 +102,10 @@ class EvfLitModule(LightningModule):
     def _evaluate(self, batch: ReferBatch, metrics: ReferringSegmentationMetrics, prefix: str) -> None:
         logits = self.full_resolution_logits(batch, self(batch))
         loss = evf_loss(logits, [m.float() for m in batch.masks], self.loss_config)
-        self.log(f"{prefix}/loss", loss.total, batch_size=batch.num_expressions, add_dataloader_idx=False)
+        # sync_dist: under DDP the logged loss is the mean over every rank's batches, not rank 0's alone
+        self.log(
+            f"{prefix}/loss", loss.total, batch_size=batch.num_expressions, add_dataloader_idx=False, sync_dist=True
+        )
         metrics.update([p for image in logits for p in image > 0], [m.bool() for image in batch.masks for m in image])
 
     def validation_step(self, batch: ReferBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
