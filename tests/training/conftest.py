@@ -1,5 +1,8 @@
 """Fixtures of the training tests: the experiment file of a short `evf fit` of the tiny model on generated data."""
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,3 +54,33 @@ def write_experiment(path: Path, synth_root: Path, name: str, steps: int = STEPS
 def experiment_file() -> Callable[..., Path]:
     """`write_experiment(path, synth_root, name, steps=STEPS)`: the tiny model trained from scratch, CPU, MLflow."""
     return write_experiment
+
+
+def start_evf_fit(folder: Path, config: Path, *args: str, wait: bool = True) -> subprocess.Popen:
+    """`evf fit --config CONFIG ARGS` as its own process in `folder` (MLflow store `folder/mlflow.db`).
+
+    With `wait`, returns once it has finished and fails the test unless it succeeded.
+    """
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "evf_lightning.cli", "fit", "--config", str(config), *args]
+    process = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if wait:
+        finish(process)
+    return process
+
+
+def finish(process: subprocess.Popen) -> None:
+    _, stderr = process.communicate(timeout=900)
+    assert process.returncode == 0, stderr.decode()[-3000:]
+
+
+@pytest.fixture(scope="session")
+def evf_fit() -> Callable[..., subprocess.Popen]:
+    """`evf_fit(folder, config, *args, wait=True)`: see `start_evf_fit`."""
+    return start_evf_fit
+
+
+@pytest.fixture(scope="session")
+def finished() -> Callable[[subprocess.Popen], None]:
+    """`finished(process)`: wait for an `evf_fit(..., wait=False)` process and fail the test unless it succeeded."""
+    return finish

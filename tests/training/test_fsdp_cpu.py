@@ -3,9 +3,6 @@ it (another world size), and the consolidated file loads strictly into the model
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -21,21 +18,16 @@ OVERRIDES = [
 ]  # fmt: skip
 
 
-def evf_fit(folder: Path, config: Path, *extra: str) -> None:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "evf_lightning.cli", "fit", "--config", str(config), *OVERRIDES, *extra]
-    run = subprocess.run(command, cwd=folder, env=env, capture_output=True, timeout=600)
-    assert run.returncode == 0, run.stderr.decode()[-3000:]
-
-
-def test_fsdp_shards_resume_at_another_world_size_and_consolidate(tmp_path, synth_root, experiment_file):
+def test_fsdp_shards_resume_at_another_world_size_and_consolidate(tmp_path, synth_root, experiment_file, evf_fit):
     config = experiment_file(tmp_path / "experiment.yaml", synth_root, "fsdp", steps=4)
-    evf_fit(tmp_path, config)
+    evf_fit(tmp_path, config, *OVERRIDES)
     (last,) = (tmp_path / "runs").glob("*/*/checkpoints/last.ckpt")
     assert checkpoint_kind(last) == "fsdp" and len(list(last.glob("*.distcp"))) == 2  # one shard per rank
     consolidate(last, tmp_path / "two_ranks.ckpt")
 
-    evf_fit(tmp_path, config, "--trainer.devices", "1", "--trainer.max_steps", "8", "--ckpt_path", str(last))
+    evf_fit(
+        tmp_path, config, *OVERRIDES, "--trainer.devices", "1", "--trainer.max_steps", "8", "--ckpt_path", str(last)
+    )
     out = consolidate(last, tmp_path / "consolidated.ckpt")
     assert checkpoint_kind(out) == "file"
     after, before = (torch.load(p, map_location="cpu", weights_only=True) for p in (out, tmp_path / "two_ranks.ckpt"))

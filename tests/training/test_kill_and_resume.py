@@ -3,10 +3,7 @@ MLflow run holding every step once with the same losses."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,17 +21,6 @@ OVERRIDES = [
     "--trainer.max_steps", str(STEPS), "--trainer.val_check_interval", "4", "--trainer.limit_val_batches", "1",
     "--trainer.log_every_n_steps", "1", "--trainer.deterministic", "true", "--data.batch_size", "8",
 ]  # fmt: skip
-
-
-def evf_fit(folder: Path, config: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "evf_lightning.cli", "fit", "--config", str(config), *OVERRIDES, *extra]
-    return subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def finish(process: subprocess.Popen) -> None:
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 0, stderr.decode()[-3000:]
 
 
 def the_run(folder: Path, name: str):
@@ -57,24 +43,25 @@ def model_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     return torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
 
 
-def test_killed_mid_epoch_and_resumed_equals_uninterrupted(tmp_path, synth_root, experiment_file):
+def test_killed_mid_epoch_and_resumed_equals_uninterrupted(tmp_path, synth_root, experiment_file, evf_fit, finished):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     whole.mkdir(), killed.mkdir()
     config_whole = experiment_file(whole / "experiment.yaml", synth_root, "whole")
     config_killed = experiment_file(killed / "experiment.yaml", synth_root, "killed")
-    uninterrupted, victim = evf_fit(whole, config_whole), evf_fit(killed, config_killed)
+    uninterrupted = evf_fit(whole, config_whole, *OVERRIDES, wait=False)
+    victim = evf_fit(killed, config_killed, *OVERRIDES, wait=False)
     deadline = time.monotonic() + 240
     while last_checkpoint(killed) is None and victim.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    finish(uninterrupted)
+    finished(uninterrupted)
 
     checkpoint = last_checkpoint(killed)
     saved_step = torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"]
     assert 0 < saved_step < STEPS and saved_step % BATCHES_PER_EPOCH != 0  # really mid-epoch
-    finish(evf_fit(killed, config_killed, "--ckpt_path", str(checkpoint)))
+    evf_fit(killed, config_killed, *OVERRIDES, "--ckpt_path", str(checkpoint))
 
     whole_weights, resumed_weights = model_weights(last_checkpoint(whole)), model_weights(last_checkpoint(killed))
     assert whole_weights.keys() == resumed_weights.keys()
