@@ -104,3 +104,18 @@ def test_multitask_toy_fast_dev_run_reads_every_format(tmp_path, monkeypatch):
     module = cli.datamodule
     sampler = module.train_sampler([len(reader) for reader in module.train_set.readers])
     assert {sampler.source_of(draw)[0] for draw in range(32)} == set(range(7))  # the batch held every source
+
+
+TRAINERS = sorted((REPO / "configs" / "trainer").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", TRAINERS, ids=lambda p: p.stem)
+def test_every_trainer_config_parses_with_an_experiment(path):
+    """Strategies are parsed against their real signatures (class paths import, init args are typed)."""
+    args = ["--config", str(REPO / "configs/experiments/quickstart.yaml"), "--trainer", str(path)]
+    config = EvfCLI(args=args, run=False, instantiate=False).config
+    assert config.trainer.precision in ("32-true", "bf16-mixed")
+    strategy = config.trainer.strategy
+    assert isinstance(strategy, str) or strategy.class_path.rsplit(".", 1)[-1] in (
+        "EvfDDPStrategy", "EvfFSDPStrategy", "CpuFSDPStrategy", "DeepSpeedStrategy",
+    )  # fmt: skip

@@ -17,6 +17,7 @@ from evf_lightning.data.batch import collate_expressions
 from evf_lightning.data.embedding_cache import EmbeddingCache
 from evf_lightning.data.expression_dataset import ExpressionDataset, OnBadSample, SampleReader
 from evf_lightning.data.mixture import MixtureSampler
+from evf_lightning.data.resumable_loader import ResumableLoader
 from evf_lightning.data.sampler import EpochDrawSampler
 from evf_lightning.data.sources import Source
 from evf_lightning.data.transforms import Beit3Preprocess, SamPreprocess
@@ -178,7 +179,8 @@ class EvfDataModule(LightningDataModule):
         return dataset
 
     def _loader(self, dataset: ExpressionDataset, batch_size: int, sampler: DistributedSampler) -> DataLoader:
-        return DataLoader(
+        """A loader whose position in the epoch is saved with the checkpoint (resumable_loader.py)."""
+        return ResumableLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,

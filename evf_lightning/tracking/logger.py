@@ -56,6 +56,12 @@ class EvfMLFlowLogger(MLFlowLogger):
     def tracking_uri(self) -> str:
         return self._tracking_uri
 
+    def continue_run(self, run_id: str) -> None:
+        """Log into the existing run `run_id` (a resumed fit) instead of starting a new one."""
+        if self._initialized and self._run_id != run_id:
+            raise RuntimeError(f"MLflow run {self._run_id} has started already; cannot continue run {run_id}")
+        self._run_id = run_id
+
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         self._pending.append((dict(metrics), step))

@@ -16,7 +16,7 @@ from evf_lightning.models.evf import EvfModel, EvfModelConfig
 from evf_lightning.training.embedding_cache import check_cache_matches, features_from_cache
 from evf_lightning.training.losses import LossConfig, evf_loss
 from evf_lightning.training.metrics import ReferringSegmentationMetrics
-from evf_lightning.training.trainable import TrainableParts, apply_trainable
+from evf_lightning.training.trainable import TrainableParts, apply_trainable, check_frozen
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,10 @@ class EvfLitModule(LightningModule):
     def _evaluate(self, batch: ReferBatch, metrics: ReferringSegmentationMetrics, prefix: str) -> None:
         logits = self.full_resolution_logits(batch, self(batch))
         loss = evf_loss(logits, [m.float() for m in batch.masks], self.loss_config)
-        self.log(f"{prefix}/loss", loss.total, batch_size=batch.num_expressions, add_dataloader_idx=False)
+        # sync_dist: under DDP the logged loss is the mean over every rank's batches, not rank 0's alone
+        self.log(
+            f"{prefix}/loss", loss.total, batch_size=batch.num_expressions, add_dataloader_idx=False, sync_dist=True
+        )
         metrics.update([p for image in logits for p in image > 0], [m.bool() for image in batch.masks for m in image])
 
     def validation_step(self, batch: ReferBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -164,6 +167,9 @@ class EvfLitModule(LightningModule):
 
     # ----- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self):
+        # Frozen parameters get no optimizer state (and, having requires_grad False, no gradient and no
+        # all-reduce under DDP): first make sure they are the ones the recipe freezes.
+        check_frozen(self.model, self.trainable)
         params = [p for p in self.parameters() if p.requires_grad]
         if not params:
             raise ValueError(f"trainable={asdict(self.trainable)} leaves no parameter to train")
