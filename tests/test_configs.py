@@ -6,6 +6,8 @@ import pytest
 import torch
 from jsonargparse import ArgumentParser
 
+from evf_lightning.data.synthetic import write_synthetic_dataset
+from evf_lightning.data.synthetic_multitask import FORMATS
 from evf_lightning.hub.official_names import name_map
 from evf_lightning.models.evf import EvfModel, EvfModelConfig
 from evf_lightning.training.lightning_cli import EvfCLI
@@ -88,3 +90,32 @@ def test_quickstart_fast_dev_run(synth_root, tmp_path, monkeypatch):
                  "--data.root", str(synth_root), "--data.tokenizer", str(synth_root / "tokenizer"),
                  "--data.num_workers", "0", "--trainer.fast_dev_run", "2",
                  "--trainer.default_root_dir", str(tmp_path)])  # fmt: skip
+
+
+def test_multitask_toy_fast_dev_run_reads_every_format(tmp_path, monkeypatch):
+    root = tmp_path / "synth"
+    write_synthetic_dataset(root, train_images=4, val_images=2, test_images=2, formats=FORMATS, format_images=4)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    cli = EvfCLI(args=["fit", "--config", str(REPO / "configs/experiments/multitask_toy.yaml"),
+                       "--data.root", str(root), "--data.tokenizer", str(root / "tokenizer"),
+                       "--data.batch_size", "32", "--data.eval_batch_size", "4", "--trainer.fast_dev_run", "1",
+                       "--trainer.default_root_dir", str(tmp_path)])  # fmt: skip
+    assert cli.trainer.global_step == 1 and torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+    module = cli.datamodule
+    sampler = module.train_sampler([len(reader) for reader in module.train_set.readers])
+    assert {sampler.source_of(draw)[0] for draw in range(32)} == set(range(7))  # the batch held every source
+
+
+TRAINERS = sorted((REPO / "configs" / "trainer").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", TRAINERS, ids=lambda p: p.stem)
+def test_every_trainer_config_parses_with_an_experiment(path):
+    """Strategies are parsed against their real signatures (class paths import, init args are typed)."""
+    args = ["--config", str(REPO / "configs/experiments/quickstart.yaml"), "--trainer", str(path)]
+    config = EvfCLI(args=args, run=False, instantiate=False).config
+    assert config.trainer.precision in ("32-true", "bf16-mixed")
+    strategy = config.trainer.strategy
+    assert isinstance(strategy, str) or strategy.class_path.rsplit(".", 1)[-1] in (
+        "EvfDDPStrategy", "EvfFSDPStrategy", "CpuFSDPStrategy", "DeepSpeedStrategy",
+    )  # fmt: skip

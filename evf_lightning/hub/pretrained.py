@@ -103,9 +103,7 @@ def load_pretrained(model: EvfModel, weights: PretrainedWeights) -> None:
     """Apply `weights` to an EvfModel (its `image_backbone`, `prompt_encoder.beit3`, or all of it)."""
     names = name_map(model.config.image_backbone.family)
     if weights.sam:
-        state = {k: v for k, v in read_state_dict(weights.sam).items() if not k.startswith("pixel_")}
-        ours = names.from_official({f"visual_model.{k}": v for k, v in state.items()})
-        load_into(model.image_backbone, _strip(ours, "image_backbone."), weights.sam)
+        load_image_backbone(model.image_backbone, model.config.image_backbone.family, weights.sam)
     if weights.beit3:
         if not hasattr(model.prompt_encoder, "beit3"):
             raise ValueError(
@@ -133,6 +131,14 @@ def load_hf_prompt_encoder(encoder: nn.Module, folder: str) -> None:
     for tower in towers:
         loaded = type(tower).from_pretrained(folder, local_files_only=True)
         load_into(tower, loaded.state_dict(), folder)
+
+
+def load_image_backbone(backbone: nn.Module, family: str, path: str | Path) -> None:
+    """A published SAM-family checkpoint (segment-anything's, SAM-2's `{"model": ...}` .pt, ...) into an image
+    backbone of `family`: the keys EVF checkpoints keep under `visual_model.`, without SAM's pixel constants."""
+    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith("pixel_")}
+    ours = name_map(family).from_official({f"visual_model.{k}": v for k, v in state.items()})
+    load_into(backbone, _strip(ours, "image_backbone."), str(path))
 
 
 def _strip(state: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:

@@ -10,11 +10,14 @@ from jsonargparse import ArgumentParser, Namespace, lazy_instance
 from lightning import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from evf_lightning.data.datamodule import EvfDataModule
 from evf_lightning.tracking.logger import EvfMLFlowLogger
-from evf_lightning.tracking.run_record import RunRecord
+from evf_lightning.tracking.run_record import RunRecord, mlflow_loggers
+from evf_lightning.training.checkpoint_io import AtomicCheckpointIO
 from evf_lightning.training.module import EvfLitModule
+from evf_lightning.training.resume import ResumeState, checkpoint_mlflow_run_id
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "logger": lazy_instance(EvfMLFlowLogger),
@@ -49,11 +52,26 @@ class EvfCLI(LightningCLI):
             super().instantiate_classes()
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """With `--trainer.logger false` the default LR monitor has nowhere to log; Lightning would refuse to start."""
+        """With `--trainer.logger false` the default LR monitor has nowhere to log; Lightning would refuse to start.
+
+        Resume must not depend on what a config lists, so `ResumeState` and atomic checkpoint files are always on.
+        """
         trainer = super().instantiate_trainer(**kwargs)
         if not trainer.loggers:
             trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, LearningRateMonitor)]
+        if not any(isinstance(c, ResumeState) for c in trainer.callbacks):
+            trainer.callbacks.append(ResumeState())
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
+
+    def before_fit(self) -> None:
+        """Resuming from a checkpoint continues its MLflow run, so one run holds the whole training."""
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        run_id = checkpoint_mlflow_run_id(ckpt_path) if ckpt_path else None
+        if run_id:
+            for logger in mlflow_loggers(self.trainer):
+                logger.continue_run(run_id)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Two checkpoints: the best by val/ciou, and the latest at every validation whatever its score.
