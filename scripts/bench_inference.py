@@ -157,6 +157,7 @@ def main() -> None:
         reference = reference if reference is not None else masks
         figures["s_per_expression"] = figures["seconds"] / expressions
         results[name] = {**figures, **agreement(masks, reference)}
+        print(f"{name}: {results[name]}", flush=True)  # each figure as soon as it is measured
     baseline_name = next(iter(runs))
     for result in results.values():
         result["speedup_vs_official"] = results[baseline_name]["seconds"] / result["seconds"]
