@@ -5,6 +5,7 @@ The folders are written here from a vocabulary of the synthetic sentences, so no
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from transformers import BertTokenizerFast, PreTrainedTokenizerFast, XLMRobertaT
 from evf_lightning.data.datamodule import EvfDataModule
 from evf_lightning.data.sources import Source
 from evf_lightning.data.tokenizer import load_tokenizer
+from evf_lightning.training.lightning_cli import EvfCLI
 
 VAL = Source(dataset="refcoco", split_by="unc", split="val")
 
@@ -93,3 +95,25 @@ def test_bad_folders_are_named(tmp_path):
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "XLMRobertaTokenizer"}))
     with pytest.raises(FileNotFoundError, match=r"has no sentencepiece\.bpe\.model"):
         load_tokenizer(tmp_path)
+
+
+def test_a_bert_encoder_trains_with_its_own_tokenizer_folder(synth_root, bert_folder, tmp_path, monkeypatch):
+    """End to end: the BERT folder's ids (pad 0, [CLS] first) reach a BERT prompt encoder and training steps."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    bert = {"class_path": "evf_lightning.models.hf_prompt_encoder.HfTextPromptConfig", "init_args": {}}
+    cli = EvfCLI(
+        args=[
+            "--config", str(Path(__file__).resolve().parents[2] / "configs/experiments/quickstart.yaml"),
+            "--model.model.prompt_encoder", json.dumps(bert),
+            "--data.root", str(synth_root), "--data.tokenizer", str(bert_folder),
+            "--data.num_workers", "0", "--data.batch_size", "2",
+            "--trainer.max_steps", "2", "--trainer.limit_val_batches", "0", "--trainer.logger", "false",
+            "--trainer.default_root_dir", str(tmp_path),
+        ],
+        run=False,
+    )  # fmt: skip
+    assert len(cli.datamodule.tokenizer) <= cli.model.model.config.prompt_encoder.vocab_size
+    before = cli.model.model.prompt_encoder.hf.embeddings.word_embeddings.weight.detach().clone()
+    cli.trainer.fit(cli.model, cli.datamodule)
+    assert cli.trainer.global_step == 2
+    assert not torch.equal(before, cli.model.model.prompt_encoder.hf.embeddings.word_embeddings.weight)
