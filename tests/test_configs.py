@@ -72,6 +72,33 @@ def test_full_size_model_files_have_the_published_sizes(name):
         assert len(name_map(config.image_backbone.family).to_official(model.state_dict())) == keys
 
 
+# Table 4/5 encoder rows: (whole model or None, prompt encoder) parameters as the paper gives them, and what the
+# paper counts but EVF never builds: the released checkpoints whole, i.e. CLIP's text/visual projections and
+# logit scale, ViLT-B/32-MLM's masked-LM head (transform, LayerNorm, decoder to the 30522-word vocabulary).
+# Table 5's CLIP-L row has the text row's results but counts both towers (1.08B), so the late file carries it.
+CLIP_L_PROJECTIONS = 768 * 768 + 1024 * 768 + 1
+VILT_MLM_HEAD = 768 * 768 + 768 + 2 * 768 + 768 * 30522 + 30522
+ENCODER_SIZES = {
+    "evf_clip_l_text": (None, 123_000_000, 0),
+    "evf_clip_l_late": (1_080_000_000, 428_000_000, CLIP_L_PROJECTIONS),
+    "evf_vilt_early": (783_000_000, 136_000_000, VILT_MLM_HEAD),
+}
+
+
+@pytest.mark.parametrize("name", ENCODER_SIZES)
+def test_encoder_rows_have_the_papers_sizes(name):
+    total, encoder, uncounted = ENCODER_SIZES[name]
+    config = load_model_config(REPO / "configs/model" / f"{name}.yaml")
+    assert config.prompt_encoder.kind != "beit3"
+    with torch.device("meta"):
+        model = EvfModel(config)
+    counted = sum(p.numel() for p in model.prompt_encoder.parameters()) + uncounted
+    assert abs(counted - encoder) / encoder < 0.01, counted
+    if total is not None:
+        counted = sum(p.numel() for p in model.parameters()) + uncounted
+        assert abs(counted - total) / total < 0.01, counted
+
+
 @pytest.mark.parametrize(
     ("name", "preset"),
     [

@@ -43,7 +43,9 @@ def sweep(
     Every cell's config is parsed before any run starts, so an axis naming a key that does not exist or a
     value of the wrong type fails at once, naming the key. Cells are runs of the MLflow experiment named by
     the grid, children of one parent run, tagged with their axes; a cell that already finished (same
-    sweep name and cell key) is skipped, so an interrupted sweep is finished by running it again.
+    sweep name, cell key and overrides) is skipped, so an interrupted sweep is finished by running it again.
+    The parent run is FINISHED once every cell has finished, FAILED when a cell of this invocation failed,
+    and RUNNING while cells are missing.
 
     Args:
         file: the grid file (experiments/*.yaml).
@@ -60,7 +62,7 @@ def sweep(
     from mlflow.tracking import MlflowClient
 
     from evf_lightning.tracking.logger import default_tracking_uri
-    from evf_lightning.tracking.sweep_runs import finished_cells, parent_run
+    from evf_lightning.tracking.sweep_runs import finished_cells, mark_parent, parent_run
 
     grid = load_grid(file)
     overrides = overrides or {}
@@ -81,7 +83,9 @@ def sweep(
         print(f"{emit} launcher for {len(grid.cells)} cells of {grid.name}: {report.emitted}")
         return report
 
-    done = finished_cells(client, grid.name)
+    if parent is not None:
+        mark_parent(client, parent, "RUNNING")
+    done = finished_cells(client, grid.name, overrides)
     for each in selected:
         if each.key in done:
             report.skipped.append(each.key)
@@ -95,6 +99,9 @@ def sweep(
         except Exception as error:  # a failed cell must not cost the others; it is retried on the next run
             log.exception("sweep %s: cell %s failed", grid.name, each.key)
             report.failed[each.key] = f"{type(error).__name__}: {error}"
+    if parent is not None:
+        complete = {cell.key for cell in grid.cells} <= finished_cells(client, grid.name, overrides)
+        mark_parent(client, parent, "FAILED" if report.failed else "FINISHED" if complete else "RUNNING")
     print(
         f"sweep {grid.name}: {len(report.ran)} ran, {len(report.skipped)} already finished, "
         f"{len(report.failed)} failed, {len(selected) - len(report.ran) - len(report.skipped) - len(report.failed)} "
@@ -117,7 +124,7 @@ def _fit_cell(grid: Grid, cell: Cell, overrides: dict[str, Any], uri: str, paren
             "experiment_name": grid.name,
             "run_name": cell.label if len(cell.label) < 200 else f"cell {cell.index}",
             "tracking_uri": uri,
-            "tags": cell_tags(grid.name, parent, cell.index, cell.key, cell.label, axes),
+            "tags": cell_tags(grid.name, parent, cell.index, cell.key, cell.label, axes, overrides),
         },
     }
     with in_process_cli():

@@ -57,15 +57,21 @@ class ReferBatch:
 
 
 def collate_expressions(items: list[ExpressionItem | None], pad_token_id: int = 1) -> ReferBatch:
-    """Stack images and right-pad token ids; `None` items are samples skipped as unreadable."""
+    """Stack images and right-pad token ids; `None` items are samples skipped as unreadable.
+
+    The attention mask comes from each sequence's length, not from comparing ids with the pad id: a causal LM's
+    tokenizer pads with its EOS token, which may also end a real sequence.
+    """
     kept = [item for item in items if item is not None]
     if not kept:
         raise RuntimeError(f"every sample of a batch of {len(items)} was skipped as unreadable; see the log")
     token_ids = [ids for item in kept for ids in item.token_ids]
     length = max(len(ids) for ids in token_ids)
     input_ids = torch.full((len(token_ids), length), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(token_ids), length), dtype=torch.bool)
     for row, ids in enumerate(token_ids):
         input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, : len(ids)] = True
     image_index = torch.cat([torch.full((len(item.token_ids),), i, dtype=torch.long) for i, item in enumerate(kept)])
     cached = None
     if kept[0].cached_features is not None:
@@ -74,7 +80,7 @@ def collate_expressions(items: list[ExpressionItem | None], pad_token_id: int = 
         sam_pixels=None if cached is not None else torch.stack([item.sam_pixels for item in kept]),
         beit_pixels=torch.stack([item.beit_pixels for item in kept]),
         input_ids=input_ids,
-        attention_mask=input_ids != pad_token_id,
+        attention_mask=attention_mask,
         image_index=image_index,
         masks=[item.masks for item in kept],
         resized_hw=[item.resized_hw for item in kept],

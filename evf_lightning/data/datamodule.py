@@ -10,7 +10,7 @@ import numpy as np
 import torch.distributed as dist
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, DistributedSampler
-from transformers import XLMRobertaTokenizer
+from transformers import PreTrainedTokenizerBase
 
 from evf_lightning.data.augment import AugmentConfig, Augmenter
 from evf_lightning.data.batch import collate_expressions
@@ -20,12 +20,13 @@ from evf_lightning.data.mixture import MixtureSampler
 from evf_lightning.data.resumable_loader import ResumableLoader
 from evf_lightning.data.sampler import EpochDrawSampler
 from evf_lightning.data.sources import Source
+from evf_lightning.data.tokenizer import load_tokenizer
 from evf_lightning.data.transforms import Beit3Preprocess, SamPreprocess
 
 
 class EvfDataModule(LightningDataModule):
     """Reads the sources under `root` (sources.py: refer splits and the multitask formats) and tokenises
-    with the tokenizer folder `tokenizer`.
+    with the tokenizer folder `tokenizer` (the prompt encoder's own: BEiT-3's, CLIP's, an LLM's).
 
     Preprocessing follows the model (the CLI links `sam_image_size`, `sam_resize` and
     `beit_image_size` to the model config). Training items are images with up to
@@ -98,13 +99,9 @@ class EvfDataModule(LightningDataModule):
         return None if self.embedding_cache_dir is None else EmbeddingCache(self.embedding_cache_dir)
 
     @functools.cached_property
-    def tokenizer(self) -> XLMRobertaTokenizer:
-        if not (self.tokenizer_dir / "sentencepiece.bpe.model").is_file():
-            raise FileNotFoundError(
-                f"tokenizer folder {self.tokenizer_dir} has no sentencepiece.bpe.model "
-                "(expected the layout of the official checkpoints' tokenizer files)"
-            )
-        return XLMRobertaTokenizer.from_pretrained(str(self.tokenizer_dir), padding_side="right")
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The prompt encoder's tokenizer (tokenizer.py: BEiT-3's sentencepiece folder or any transformers one)."""
+        return load_tokenizer(self.tokenizer_dir)
 
     @property
     def val_names(self) -> list[str]:

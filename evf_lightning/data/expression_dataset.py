@@ -37,7 +37,7 @@ class SampleReader(Protocol):
 
 
 class TextTokenizer(Protocol):
-    def __call__(self, text: str) -> dict[str, list[int]]: ...
+    def __call__(self, text: str, *, return_special_tokens_mask: bool) -> dict[str, list[int]]: ...
 
 
 class EmptyExpressionError(ValueError):
@@ -133,10 +133,11 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
         )
 
     def _tokenize(self, text: str, source: str) -> list[int]:
-        ids = self.tokenizer(text)["input_ids"]
-        if len(ids) <= 2:
+        encoded = self.tokenizer(text, return_special_tokens_mask=True)
+        ids = encoded["input_ids"]
+        if all(encoded["special_tokens_mask"]):
             raise EmptyExpressionError(
-                f"expression {text!r} of {source} tokenises to no tokens besides <s> </s>; "
+                f"expression {text!r} of {source} tokenises to special tokens only (such as <s> </s>); "
                 "fix the annotation or run with data.on_bad_sample=skip"
             )
         return ids

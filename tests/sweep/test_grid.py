@@ -6,7 +6,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from evf_lightning.commands.grid import GridError, load_grid
+from evf_lightning.commands.grid import GridError, load_grid, validate_cell
 from evf_lightning.commands.sweep import SweepFailed, sweep
 from evf_lightning.tracking.sweep_runs import cell_runs
 
@@ -76,6 +76,20 @@ def test_bad_axis_fails_before_any_run_naming_the_key(tmp_path, axes, message):
         sweep(write_grid(tmp_path, axes=axes), tracking_uri=uri)
     assert "grid.yaml: cell" in str(raised.value)
     assert MlflowClient(uri).search_experiments(filter_string="name = 'g'") == []  # nothing started
+
+
+def test_a_dotted_field_that_would_turn_a_clip_encoder_into_beit3_is_refused(tmp_path):
+    clip = {"class_path": "evf_lightning.models.hf_prompt_encoder.ClipPromptConfig", "init_args": {"fusion": "late"}}
+    grid = load_grid(write_grid(tmp_path, fixed={"model.model.prompt_encoder": clip}, axes={FUSION: ["text"]}))
+    with pytest.raises(GridError, match=r"would turn the clip prompt encoder into BEiT-3; set the whole"):
+        validate_cell(grid, grid.cells[0])
+    whole = {"model.model.prompt_encoder": {**clip, "init_args": {"fusion": "text"}}}
+    grid = load_grid(write_grid(tmp_path, cells=[whole]))
+    validate_cell(grid, grid.cells[0])  # the whole encoder, class_path and all: still CLIP
+    validate_cell(grid, grid.cells[0], {"model.model.prompt_encoder": clip})  # whole, in --overrides
+    grid = load_grid(write_grid(tmp_path, fixed={"model.model.prompt_encoder": clip}, axes={FUSION: ["late", "text"]}))
+    with pytest.raises(GridError, match=r"cell 1 .* would turn the clip prompt encoder into BEiT-3"):
+        validate_cell(grid, grid.cells[1])
 
 
 def test_a_failing_cell_does_not_stop_the_others_and_is_not_counted_finished(tmp_path):

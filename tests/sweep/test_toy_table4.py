@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from evf_lightning.commands.compare import compare, format_spread
-from evf_lightning.commands.sweep import sweep
+from evf_lightning.commands.sweep import SweepFailed, sweep
 from evf_lightning.tracking.server import mlflow_server
 from evf_lightning.tracking.sweep_runs import PARENT_TAG, cell_runs, parent_run
 
@@ -33,10 +33,24 @@ def toy_sweep(synth_root, tmp_path_factory):
         "trainer.default_root_dir": str(folder / "runs"),
     }
     with mlflow_server(f"sqlite:///{folder / 'store.db'}", folder / "artifacts") as url:
-        first = sweep(TOY, tracking_uri=url, overrides=small, max_cells=2)
-        second = sweep(TOY, tracking_uri=url, overrides=small)
-        table = compare(str(TOY), tracking_uri=url, output=folder / "compare")
         client = MlflowClient(url)
+
+        def parent_status() -> str:
+            return client.get_run(parent_run(client, "toy_table4", str(TOY))).info.status
+
+        first = sweep(TOY, tracking_uri=url, overrides=small, max_cells=2)
+        statuses = [parent_status()]
+        second = sweep(TOY, tracking_uri=url, overrides=small)
+        statuses.append(parent_status())
+        # the same cells under other overrides are other experiments: none counts as finished (max_cells=0 runs none)
+        other = sweep(TOY, tracking_uri=url, overrides={**small, "trainer.max_steps": STEPS + 2}, max_cells=0)
+        statuses.append(parent_status())
+        with pytest.raises(SweepFailed, match="no such data"):  # a cell that fails once its run starts
+            sweep(TOY, tracking_uri=url, overrides={**small, "data.root": str(folder / "no such data")}, max_cells=1)
+        statuses.append(parent_status())
+        again = sweep(TOY, tracking_uri=url, overrides=dict(reversed(small.items())), max_cells=0)
+        statuses.append(parent_status())
+        table = compare(str(TOY), tracking_uri=url, output=folder / "compare")
         runs = cell_runs(client, "toy_table4")
         history = {
             (run.info.run_id, split): client.get_metric_history(run.info.run_id, f"val/{split}/ciou")
@@ -44,8 +58,8 @@ def toy_sweep(synth_root, tmp_path_factory):
             for split in table.splits
         }
         parent = parent_run(client, "toy_table4", str(TOY))
-    return {"first": first, "second": second, "table": table, "runs": runs, "history": history,
-            "parent": parent, "folder": folder}  # fmt: skip
+    return {"first": first, "second": second, "other": other, "again": again, "statuses": statuses, "table": table,
+            "runs": runs, "history": history, "parent": parent, "folder": folder}  # fmt: skip
 
 
 def test_rerun_finishes_only_the_missing_cells(toy_sweep):
@@ -54,6 +68,17 @@ def test_rerun_finishes_only_the_missing_cells(toy_sweep):
     assert second.skipped == first.ran
     assert len(second.ran) == 2 and set(second.ran).isdisjoint(first.ran)
     assert len(toy_sweep["runs"]) == 4  # one run per cell, none repeated
+
+
+def test_a_cell_is_its_axes_and_the_overrides(toy_sweep):
+    other, again = toy_sweep["other"], toy_sweep["again"]
+    assert not other.skipped and not other.ran  # finished under other overrides: still to run under these
+    assert again.skipped == toy_sweep["first"].ran + toy_sweep["second"].ran  # same overrides, another key order
+
+
+def test_parent_run_is_finished_only_once_every_cell_is(toy_sweep):
+    # after 2 of 4 cells; after all 4; under other overrides (none run); a failed cell; the sweep's own overrides
+    assert toy_sweep["statuses"] == ["RUNNING", "FINISHED", "RUNNING", "FAILED", "FINISHED"]
 
 
 def test_every_cell_is_a_child_run_tagged_with_its_axes(toy_sweep):
