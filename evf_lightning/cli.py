@@ -37,6 +37,12 @@ def _data_show() -> Callable:
     return show
 
 
+def _objects365_masks() -> Callable:
+    from evf_lightning.commands.objects365_masks import objects365_masks
+
+    return objects365_masks
+
+
 def _grounding() -> Callable:
     from evf_lightning.commands.grounding import grounding
 
@@ -61,25 +67,46 @@ def _predict_video() -> Callable:
     return predict_video
 
 
+def _sweep() -> Callable:
+    from evf_lightning.commands.sweep import sweep
+
+    return sweep
+
+
+def _compare() -> Callable:
+    from evf_lightning.commands.compare import compare
+
+    return compare
+
+
+def _cache_build() -> Callable:
+    from evf_lightning.commands.cache_build import build
+
+    return build
+
+
 # verb -> (sub-verb -> loader of the typed function that implements it)
 OUR_VERBS: dict[str, dict[str, Callable[[], Callable]] | Callable[[], Callable]] = {
-    "data": {"synth": _synth, "prepare": _data_prepare, "show": _data_show},
+    "data": {"synth": _synth, "prepare": _data_prepare, "show": _data_show, "objects365-masks": _objects365_masks},
     "grounding": _grounding,
     "import": _import,
     "export": _export,
     "predict-video": _predict_video,
+    "sweep": _sweep,
+    "compare": _compare,
+    "cache": {"build": _cache_build},
 }
 
 
 def _usage() -> str:
     lines = ["usage: evf VERB [options]   (evf VERB --help for a verb's options)", ""]
-    lines += [f"  {verb:<14} {text}" for verb, text in LIGHTNING_VERBS.items()]
+    lines += [f"  {verb:<21} {text}" for verb, text in LIGHTNING_VERBS.items()]
     for verb, entry in OUR_VERBS.items():
         subs = entry.keys() if isinstance(entry, dict) else [None]
         for sub in subs:
             loader = entry[sub] if isinstance(entry, dict) else entry
             doc = (loader().__doc__ or "").strip().splitlines()[0]
-            lines.append(f"  {verb + (' ' + sub if sub else ''):<14} {doc}")
+            lines.append(f"  {verb + (' ' + sub if sub else ''):<21} {doc}")
     return "\n".join(lines)
 
 

@@ -14,6 +14,8 @@ from evf_lightning.cli import main
 from evf_lightning.commands.data_prepare import load_data_config
 from evf_lightning.commands.data_show import COLOURS
 from evf_lightning.data.prepared import META_FILE, PreparedReader
+from evf_lightning.data.synthetic import write_synthetic_dataset
+from evf_lightning.data.synthetic_multitask import FORMATS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,3 +119,30 @@ def test_every_repo_config_s_sources_are_valid(path):
     """Parsing alone does not build the sources; this catches a bad kind, argument or ratio before a run."""
     module = load_data_config(path)
     assert module.train_splits and all(s.name for s in module.train_splits + module.val_splits)
+
+
+def test_show_on_a_generated_multitask_config_counts_every_format_and_realises_its_ratios(tmp_path, capsys):
+    root = tmp_path / "synth"
+    written = write_synthetic_dataset(root, train_images=6, val_images=2, test_images=1, formats=FORMATS,
+                                      format_images=4)  # fmt: skip
+    config = yaml.safe_load((REPO / "configs/data/multitask_synthetic.yaml").read_text())
+    config |= {"root": str(root), "tokenizer": str(root / "tokenizer")}
+    path = tmp_path / "multitask.yaml"
+    path.write_text(yaml.safe_dump(config))
+    main(["data", "show", str(path), "--draws", "10000", "--grid", str(tmp_path / "grid.png"), "--samples", "8"])
+    printed = capsys.readouterr().out
+    rows = {}
+    for line in printed.splitlines():
+        cells = [cell.strip() for cell in re.split(r"[│┃|]", line) if cell.strip()]
+        if cells and cells[0] == "train":
+            rows[cells[1]] = cells[2:]
+    prompts = {f.kind: len(f.prompts) for f in written.formats}
+    ratios = {"refcoco_unc_train": 3} | {name: 1 for name in rows if name != "refcoco_unc_train"}
+    assert len(rows) == 7 and rows["refcoco_unc_train"][0] == "6"
+    for name, (images, count, configured, realised) in rows.items():
+        kind = next((k for k in prompts if name.startswith(k)), None)
+        if kind is not None:  # every format's images and prompts as its reader gives them
+            assert (images, count) == ("4", str(prompts[kind])), name
+        share = 100 * ratios[name] / 9
+        assert configured == f"{share:.1f}%" and abs(float(realised.rstrip("%")) - share) < 2.0, name
+    assert Image.open(tmp_path / "grid.png").size[0] > 600

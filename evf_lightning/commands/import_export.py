@@ -85,7 +85,8 @@ def export_official(
     from the checkpoint's hyper-parameters, else from the config.yaml that `evf fit` wrote in the run folder.
 
     Args:
-        ckpt: a Lightning checkpoint written by `evf fit` (runs/<experiment>/<run>/checkpoints/*.ckpt).
+        ckpt: a Lightning checkpoint written by `evf fit` (runs/<experiment>/<run>/checkpoints/*.ckpt): a file,
+            or the folder of a sharded FSDP or DeepSpeed checkpoint (consolidated in memory).
         out: the folder to write; it must not exist or be empty.
         tokenizer: tokenizer folder to ship; default: the run's data.tokenizer.
         run_config: the run's config.yaml, an experiment YAML or a model YAML (configs/model/*.yaml). (Not
@@ -145,12 +146,14 @@ def export_official(
 
 def _read_checkpoint(ckpt: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The model's state dict (without the LightningModule's `model.` prefix) and plain model hyper-parameters."""
-    import torch
+    from evf_lightning.hub.consolidate import checkpoint_kind, load_consolidated
 
-    if not ckpt.is_file():
-        raise SystemExit(f"evf export: {ckpt} is not a checkpoint file")
     try:
-        checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+        checkpoint_kind(ckpt)
+    except FileNotFoundError as error:
+        raise SystemExit(f"evf export: {error}") from error
+    try:
+        checkpoint = load_consolidated(ckpt)
     except Exception as error:  # weights_only refuses anything but tensors and plain data, in several ways
         raise SystemExit(f"evf export: {ckpt} does not load as tensors and plain data: {error}") from error
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):

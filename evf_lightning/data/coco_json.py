@@ -24,7 +24,7 @@ from evf_lightning.data.sample import ReferringSample
 _FIELDS = {
     "images": ("id", "file_name", "height", "width"),
     "categories": ("id", "name"),
-    "annotations": ("id", "image_id", "category_id", "segmentation"),
+    "annotations": ("id", "image_id", "category_id"),
 }
 
 
@@ -32,7 +32,8 @@ class CocoIndex:
     """One COCO json, validated: images and annotations by id, category names by id, annotations per image
     in file order (the order pycocotools' `getAnnIds` gives)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, annotation_fields: tuple[str, ...] = ("segmentation",)) -> None:
+        """`annotation_fields`: what every annotation needs besides its ids (boxes-only files say ("bbox",))."""
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"annotation file {self.path} does not exist")
@@ -43,7 +44,8 @@ class CocoIndex:
             raise ValueError(f"{self.path} is not a readable json file ({error})") from error
         if not isinstance(data, dict):
             raise ValueError(f"{self.path} holds a {type(data).__name__}; a COCO json holds an object")
-        for key, fields in _FIELDS.items():
+        required = _FIELDS | {"annotations": _FIELDS["annotations"] + annotation_fields}
+        for key, fields in required.items():
             if not isinstance(data.get(key), list):
                 raise ValueError(f"{self.path} has no {key!r} list; a COCO json needs images, annotations, categories")
             for position, entry in enumerate(data[key]):
@@ -63,7 +65,8 @@ class CocoIndex:
             if ann["image_id"] not in self.images:
                 raise ValueError(f"{what} has image_id {ann['image_id']!r}, absent from its images list")
             record = self.images[ann["image_id"]]
-            _check_rle_size(ann["segmentation"], int(record["height"]), int(record["width"]), what)
+            if "segmentation" in ann:
+                _check_rle_size(ann["segmentation"], int(record["height"]), int(record["width"]), what)
             self.annotations[ann["id"]] = ann
             self.image_annotations.setdefault(ann["image_id"], []).append(ann)
 

@@ -10,19 +10,23 @@ import numpy as np
 import torch.distributed as dist
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, DistributedSampler
-from transformers import XLMRobertaTokenizer
+from transformers import PreTrainedTokenizerBase
 
+from evf_lightning.data.augment import AugmentConfig, Augmenter
 from evf_lightning.data.batch import collate_expressions
+from evf_lightning.data.embedding_cache import EmbeddingCache
 from evf_lightning.data.expression_dataset import ExpressionDataset, OnBadSample, SampleReader
 from evf_lightning.data.mixture import MixtureSampler
+from evf_lightning.data.resumable_loader import ResumableLoader
 from evf_lightning.data.sampler import EpochDrawSampler
 from evf_lightning.data.sources import Source
+from evf_lightning.data.tokenizer import load_tokenizer
 from evf_lightning.data.transforms import Beit3Preprocess, SamPreprocess
 
 
 class EvfDataModule(LightningDataModule):
     """Reads the sources under `root` (sources.py: refer splits and the multitask formats) and tokenises
-    with the tokenizer folder `tokenizer`.
+    with the tokenizer folder `tokenizer` (the prompt encoder's own: BEiT-3's, CLIP's, an LLM's).
 
     Preprocessing follows the model (the CLI links `sam_image_size`, `sam_resize` and
     `beit_image_size` to the model config). Training items are images with up to
@@ -34,6 +38,11 @@ class EvfDataModule(LightningDataModule):
     each draw picks a source with the normalised ratios (unset counts as 1), then one of its images; an
     epoch is `samples_per_epoch` draws (default: the train images of all sources together). Otherwise an
     epoch reads each image once in a seeded shuffle.
+
+    `augment` varies training samples (augment.py); every field at its default, the paper's setting, is none.
+    `embedding_cache` is a folder written by `evf cache build`: every split then reads the frozen image
+    encoder's features from it instead of preprocessing SAM pixels (the model checks that the cache was built
+    by its own encoder and preprocessing before any step runs).
     """
 
     def __init__(
@@ -54,6 +63,8 @@ class EvfDataModule(LightningDataModule):
         seed: int = 0,
         on_bad_sample: OnBadSample = "raise",
         shuffle_eval_prompts: bool = False,
+        augment: AugmentConfig | None = None,
+        embedding_cache: str | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -74,15 +85,23 @@ class EvfDataModule(LightningDataModule):
         self.seed = seed
         self.on_bad_sample = on_bad_sample
         self.shuffle_eval_prompts = shuffle_eval_prompts
+        self.augment = augment or AugmentConfig.paper()
+        self.embedding_cache_dir = None if embedding_cache is None else Path(embedding_cache)
+        if self.embedding_cache_dir is not None and self.augment != AugmentConfig.paper():
+            raise ValueError(
+                f"data.embedding_cache {self.embedding_cache_dir} holds features of the images as they are on disk, "
+                f"but data.augment={self.augment} changes them; turn one of the two off"
+            )
 
     @functools.cached_property
-    def tokenizer(self) -> XLMRobertaTokenizer:
-        if not (self.tokenizer_dir / "sentencepiece.bpe.model").is_file():
-            raise FileNotFoundError(
-                f"tokenizer folder {self.tokenizer_dir} has no sentencepiece.bpe.model "
-                "(expected the layout of the official checkpoints' tokenizer files)"
-            )
-        return XLMRobertaTokenizer.from_pretrained(str(self.tokenizer_dir), padding_side="right")
+    def embedding_cache(self) -> EmbeddingCache | None:
+        """The opened cache (sizes and checksums checked once, here), or None to encode on the fly."""
+        return None if self.embedding_cache_dir is None else EmbeddingCache(self.embedding_cache_dir)
+
+    @functools.cached_property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The prompt encoder's tokenizer (tokenizer.py: BEiT-3's sentencepiece folder or any transformers one)."""
+        return load_tokenizer(self.tokenizer_dir)
 
     @property
     def val_names(self) -> list[str]:
@@ -149,13 +168,16 @@ class EvfDataModule(LightningDataModule):
             seed=self.seed,
             normalise_text=not training,
             on_bad_sample=self.on_bad_sample,
+            augmenter=Augmenter(self.augment) if training else None,
+            embedding_cache=self.embedding_cache,
         )
         if self.shuffle_eval_prompts and not training:
             dataset.text_override = shuffled_texts(dataset, self.seed)
         return dataset
 
     def _loader(self, dataset: ExpressionDataset, batch_size: int, sampler: DistributedSampler) -> DataLoader:
-        return DataLoader(
+        """A loader whose position in the epoch is saved with the checkpoint (resumable_loader.py)."""
+        return ResumableLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,

@@ -10,7 +10,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from evf_lightning.data.augment import Augmenter
 from evf_lightning.data.batch import ExpressionItem
+from evf_lightning.data.embedding_cache import EmbeddingCache, image_key
 from evf_lightning.data.sample import ReferringSample
 from evf_lightning.data.sampler import Draw
 from evf_lightning.data.transforms import Beit3Preprocess, SamPreprocess
@@ -18,6 +20,8 @@ from evf_lightning.data.transforms import Beit3Preprocess, SamPreprocess
 log = logging.getLogger(__name__)
 
 OnBadSample = Literal["raise", "skip"]
+# draw_rng's stream of the augmentation (the prompts' choice has none, as before augmentation existed).
+AUGMENT = (1,)
 
 
 class SampleReader(Protocol):
@@ -33,7 +37,7 @@ class SampleReader(Protocol):
 
 
 class TextTokenizer(Protocol):
-    def __call__(self, text: str) -> dict[str, list[int]]: ...
+    def __call__(self, text: str, *, return_special_tokens_mask: bool) -> dict[str, list[int]]: ...
 
 
 class EmptyExpressionError(ValueError):
@@ -45,7 +49,10 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
     index); evaluation (`expressions_per_image=None`) reads every expression of every image.
 
     `text_override` replaces expression texts (the grounding check's shuffled prompts), keyed by
-    (item index, expression index).
+    (item index, expression index). `augmenter` (training only; off by default, as in the paper) moves image and
+    masks together and swaps left/right in the texts of a flipped sample, drawn from (seed, epoch, index, draw).
+    With `embedding_cache`, items carry the image's cached encoder features
+    looked up by its content key, and the SAM branch's preprocessing (the costly 1024 px resize) is skipped.
     """
 
     def __init__(
@@ -59,6 +66,8 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
         normalise_text: bool = False,
         on_bad_sample: OnBadSample = "raise",
         text_override: dict[tuple[int, int], str] | None = None,
+        augmenter: Augmenter | None = None,
+        embedding_cache: EmbeddingCache | None = None,
     ) -> None:
         self.readers = list(readers)
         self.offsets = np.cumsum([0] + [len(r) for r in self.readers])
@@ -70,6 +79,8 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
         self.normalise_text = normalise_text
         self.on_bad_sample = on_bad_sample
         self.text_override = text_override or {}
+        self.augmenter = augmenter or Augmenter()
+        self.embedding_cache = embedding_cache
         self.num_skipped = 0
 
     def __len__(self) -> int:
@@ -100,9 +111,16 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
         index = draw.index
         reader, local = self.locate(index)
         chosen = self.chosen_expressions(draw)
-        sample = reader.load(local, chosen, normalise_text=self.normalise_text)
+        sample = self.augmenter(
+            reader.load(local, chosen, normalise_text=self.normalise_text), draw_rng(AUGMENT, self.seed, draw)
+        )
         texts = [self.text_override.get((index, j), text) for j, text in zip(chosen, sample.texts, strict=True)]
-        sam_pixels, resized_hw = self.sam_preprocess(sample.image)
+        cached = None
+        if self.embedding_cache is not None:
+            cached = self.embedding_cache.features(image_key(sample.image), sample.source)
+            sam_pixels, resized_hw = None, self.sam_preprocess.resized_size(*sample.image.shape[:2])
+        else:
+            sam_pixels, resized_hw = self.sam_preprocess(sample.image)
         return ExpressionItem(
             sam_pixels=sam_pixels,
             beit_pixels=self.beit_preprocess(sample.image),
@@ -111,13 +129,15 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
             resized_hw=resized_hw,
             texts=texts,
             source=sample.source,
+            cached_features=cached,
         )
 
     def _tokenize(self, text: str, source: str) -> list[int]:
-        ids = self.tokenizer(text)["input_ids"]
-        if len(ids) <= 2:
+        encoded = self.tokenizer(text, return_special_tokens_mask=True)
+        ids = encoded["input_ids"]
+        if all(encoded["special_tokens_mask"]):
             raise EmptyExpressionError(
-                f"expression {text!r} of {source} tokenises to no tokens besides <s> </s>; "
+                f"expression {text!r} of {source} tokenises to special tokens only (such as <s> </s>); "
                 "fix the annotation or run with data.on_bad_sample=skip"
             )
         return ids
@@ -129,5 +149,11 @@ def choose_expressions(count: int, limit: int | None, seed: int, draw: Draw) -> 
     official loaders do."""
     if limit is None or count <= limit:
         return list(range(count))
-    rng = np.random.default_rng([seed, draw.epoch, draw.index] + ([] if draw.draw is None else [draw.draw]))
+    rng = draw_rng((), seed, draw)
     return sorted(rng.choice(count, size=limit, replace=False).tolist())
+
+
+def draw_rng(stream: tuple[int, ...], seed: int, draw: Draw) -> np.random.Generator:
+    """The generator of one random choice of one draw: (seed, epoch, index[, draw number]) and nothing else,
+    so a draw is the same in any worker or rank; `stream` tells the choices of one draw apart."""
+    return np.random.default_rng([*stream, seed, draw.epoch, draw.index] + ([] if draw.draw is None else [draw.draw]))

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import DistributedSampler
 
-from evf_lightning.data.sampler import Draw
+from evf_lightning.data.sampler import Draw, ResumablePosition
 
 
 def normalised_ratios(ratios: Sequence[float]) -> np.ndarray:
@@ -27,7 +27,7 @@ def normalised_ratios(ratios: Sequence[float]) -> np.ndarray:
     return weights / weights.sum()
 
 
-class MixtureSampler(DistributedSampler):
+class MixtureSampler(ResumablePosition, DistributedSampler):
     """Yields `Draw(index, epoch, draw)` over the concatenation of sources of `sizes` images.
 
     `index` is global (source offset + image); `draw` is the draw's number in its epoch, which also seeds
@@ -76,5 +76,5 @@ class MixtureSampler(DistributedSampler):
         return Draw(int(self.offsets[source]) + image, epoch, draw)
 
     def __iter__(self) -> Iterator[Draw]:  # type: ignore[override]
-        for k in range(self.num_samples):
+        for k in range(self._take_skip(), self.num_samples):
             yield self.draw(self.rank + k * self.num_replicas)

@@ -6,7 +6,7 @@ is the category name verbatim, quirks included ("CD", "tissue "), with no "[sema
 instance-level prompt. A bare name only picks out one object where its category occurs once in the image, so
 only those categories are kept; on the authors' json, built that way, this filter changes nothing.
 
-The authors' json is not public; docs/objects365_masks.md says how to build one with our SAM-2 backbone.
+The authors' json is not public; `evf data objects365-masks` builds one from the v1 boxes with our SAM-2.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sized
 from typing import NamedTuple
 
@@ -21,7 +22,27 @@ class Draw(NamedTuple):
     draw: int | None = None
 
 
-class EpochDrawSampler(DistributedSampler):
+class ResumablePosition:
+    """A sampler's position within its epoch, for resuming mid-epoch without losing or repeating a draw.
+
+    `resume_at(epoch, draws)` makes the next iteration be epoch `epoch` from this rank's draw `draws` on; later
+    iterations start at the beginning again. The length stays a whole epoch's: Lightning counts the batches
+    already done in the epoch itself and expects the loader to yield only the rest.
+    """
+
+    epoch: int
+    _skip = 0
+
+    def resume_at(self, epoch: int, draws: int) -> None:
+        self.epoch = epoch
+        self._skip = draws
+
+    def _take_skip(self) -> int:
+        skip, self._skip = self._skip, 0
+        return skip
+
+
+class EpochDrawSampler(ResumablePosition, DistributedSampler):
     """DistributedSampler that yields `Draw(index, epoch)` instead of bare indices.
 
     The dataset seeds its choice of expressions from (seed, epoch, index), never from global random
@@ -41,5 +62,5 @@ class EpochDrawSampler(DistributedSampler):
         )
 
     def __iter__(self) -> Iterator[Draw]:  # type: ignore[override]
-        for index in super().__iter__():
+        for index in itertools.islice(super().__iter__(), self._take_skip(), None):
             yield Draw(index, self.epoch)

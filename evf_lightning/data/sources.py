@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from evf_lightning.data.expression_dataset import SampleReader
 
-SourceKind = Literal["refer", "grefcoco", "ade20k", "objects365", "part_imagenet", "pascal_part", "human_parsing"]
+# The formats of the multitask data beside the refer datasets; `evf data synth --formats` writes each.
+MultitaskKind = Literal["grefcoco", "ade20k", "objects365", "part_imagenet", "pascal_part", "human_parsing"]
+SourceKind = Literal["refer", MultitaskKind]
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
-"""`evf data synth`: write the embedded default dataset (no torch, no Lightning: it starts in a second)."""
+"""`evf data synth`: write the embedded default dataset and, on request, each multitask format (no torch, no
+Lightning: it starts in a second)."""
 
 from __future__ import annotations
 
 import time
 
 from evf_lightning.data.refer import SPLIT_BYS
+from evf_lightning.data.sources import MultitaskKind
 
 
 def synth(
@@ -14,8 +16,10 @@ def synth(
     val_images: int = 200,
     test_images: int = 100,
     datasets: list[str] | None = None,
+    formats: list[MultitaskKind] | None = None,
+    format_images: int | None = None,
 ) -> None:
-    """Write a shapes dataset in the real RefCOCO on-disk format, and its tokenizer, under OUT.
+    """Write a shapes dataset in the real RefCOCO on-disk format, any multitask formats, and a tokenizer, under OUT.
 
     Images of 3-4 coloured shapes, each with expressions that need its colour, shape, size or position
     ("the small red circle", "the leftmost square") to find it. Files: OUT/refer_seg/<dataset>/
@@ -32,6 +36,14 @@ def synth(
         datasets: refer datasets to write, each with every split_by it is released with: refcoco (unc,
             google), refcoco+ (unc), refcocog (umd, google), refclef (unc, berkeley; RLE masks).
             Default: refcoco.
+        formats: multitask formats to write beside the refer data, each in its real layout under OUT
+            (reference/datasets.md): grefcoco (refer_seg/grefcoco: grefs(unc).json with multi- and no-target
+            expressions), ade20k (ade20k/: mode-L label PNGs, the 150-name class list; also val_images
+            validation images), objects365 (Object365/raw/Objects365_v1/2019-08-02/o365_res_instances.json,
+            RLE masks), part_imagenet (PartImageNet/: polygons, 40 part classes), pascal_part (vlpart/pascal_part/
+            train.json, VLPart's RLE parts), human_parsing (humanparsing/: ATR labels). E.g.
+            --formats '[ade20k, objects365]'. The tokenizer then also learns their prompts.
+        format_images: training images of each multitask format (default: train_images).
     """
     from evf_lightning.data.synthetic import write_synthetic_dataset
 
@@ -41,7 +53,14 @@ def synth(
             raise SystemExit(f"evf data synth: unknown dataset {name!r}; expected some of {list(SPLIT_BYS)}")
     start = time.perf_counter()
     written = write_synthetic_dataset(
-        out, datasets=names, train_images=train_images, val_images=val_images, test_images=test_images, seed=seed
+        out,
+        datasets=names,
+        train_images=train_images,
+        val_images=val_images,
+        test_images=test_images,
+        seed=seed,
+        formats=formats or [],
+        format_images=format_images,
     )
     for summary in written.refer:
         counts = ", ".join(
@@ -50,6 +69,9 @@ def synth(
         split_bys = ", ".join(f"refs({name}).p" for name in summary.split_bys)
         print(f"{summary.dataset}: {counts}")
         print(f"  {out}/refer_seg/{summary.dataset}/instances.json, {split_bys}")
+    for format_summary in written.formats:
+        print(f"{format_summary.kind}: {format_summary.images} images / {len(format_summary.prompts)} prompts")
+        print(f"  {format_summary.annotations}")
     print(
         f"tokenizer: {written.tokenizer_dir} ({written.token_ids} token ids; a text encoder needs vocab_size >= that)"
     )

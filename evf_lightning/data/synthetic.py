@@ -18,12 +18,16 @@ import pickle
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as coco_mask
 
 from evf_lightning.data.refer import SPLIT_BYS, image_folder
+
+if TYPE_CHECKING:
+    from evf_lightning.data.synthetic_multitask import FormatSummary
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (215, 35, 35),
@@ -500,11 +504,18 @@ def write_synthetic_tokenizer(out_dir: str | Path, sentences: Iterable[str], *, 
 
 @dataclass(frozen=True)
 class SynthDataset:
-    """What `write_synthetic_dataset` wrote: one summary per refer dataset, and the tokenizer folder."""
+    """What `write_synthetic_dataset` wrote: one summary per refer dataset and per multitask format, and the
+    tokenizer folder."""
 
     refer: tuple[SynthSummary, ...]
     tokenizer_dir: Path
     token_ids: int
+    formats: tuple[FormatSummary, ...] = ()
+
+
+# Word pieces the tokenizer may hold when multitask prompts join the refer sentences: with <pad> and <mask> they
+# fit the 256 token ids of the tiny models (the refer sentences alone stay under the default 160).
+MULTITASK_VOCAB_SIZE = 254
 
 
 def write_synthetic_dataset(
@@ -516,9 +527,16 @@ def write_synthetic_dataset(
     test_images: int = 4,
     image_size: tuple[int, int] = (96, 128),
     seed: int = 0,
+    formats: Iterable[str] = (),
+    format_images: int | None = None,
 ) -> SynthDataset:
-    """Refer data for each named dataset (every split_by it is released with) plus one tokenizer, at
-    `<root>/tokenizer`, trained on all their sentences. Test splits get `test_images` each."""
+    """Refer data for each named dataset (every split_by it is released with), each multitask format of
+    `formats` (synthetic_multitask.py; `format_images` training images each, default `train_images`, and
+    ADE20K `val_images` validation ones), plus one tokenizer, at `<root>/tokenizer`, trained on all their
+    sentences and prompts. Test splits get `test_images` each. Multitask formats keep their writers' own
+    image sizes."""
+    from evf_lightning.data.synthetic_multitask import write_format  # its writers build on this module
+
     sizes = {"train": train_images, "val": val_images}
     summaries = tuple(
         write_synthetic_refer(
@@ -530,6 +548,12 @@ def write_synthetic_dataset(
         )
         for name in datasets
     )
+    images = train_images if format_images is None else format_images
+    written = tuple(
+        write_format(root, kind, images=images, validation_images=val_images, seed=seed) for kind in formats
+    )
+    sentences = [s for summary in summaries for s in summary.sentences] + [p for f in written for p in f.prompts]
     tokenizer_dir = Path(root) / "tokenizer"
-    token_ids = write_synthetic_tokenizer(tokenizer_dir, [s for summary in summaries for s in summary.sentences])
-    return SynthDataset(summaries, tokenizer_dir, token_ids)
+    vocab_size = {"vocab_size": MULTITASK_VOCAB_SIZE} if written else {}
+    token_ids = write_synthetic_tokenizer(tokenizer_dir, sentences, **vocab_size)
+    return SynthDataset(summaries, tokenizer_dir, token_ids, written)

@@ -128,6 +128,12 @@ class SamPreprocess:
     def __call__(self, image: np.ndarray) -> tuple[Tensor, tuple[int, int]]:
         return _SAM_RESIZERS[self.resize](image, self.size, self.mean, self.std)
 
+    def resized_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (h', w') that `__call__` returns for an image of this size, without resizing it."""
+        if self.resize == "longest_pad":
+            return longest_side_size(height, width, self.size)
+        return self.size, self.size
+
 
 def beit3_preprocess(image: np.ndarray, size: int = 224) -> Tensor:
     """uint8 RGB [H, W, 3] -> float32 [3, size, size] in [-1, 1]-ish (bicubic may overshoot slightly)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
+from transformers import PreTrainedModel
 
 from evf_lightning.hub.official_names import name_map
 from evf_lightning.models.evf import EvfModel
@@ -29,12 +30,14 @@ class PretrainedWeights:
 
     `sam`: a segment-anything checkpoint (e.g. sam_vit_h_4b8939.pth); `beit3`: a microsoft/unilm BEiT-3
     checkpoint (e.g. beit3_large_patch16_224.pth, the MLM one); `evf`: an official EVF-SAM folder or
-    weights file, which sets every weight at once.
+    weights file, which sets every weight at once; `prompt_encoder`: a local Hugging Face folder
+    (save_pretrained layout) for a transformers prompt encoder (CLIP, ViLT, BERT-like, a causal LM).
     """
 
     sam: str | None = None
     beit3: str | None = None
     evf: str | None = None
+    prompt_encoder: str | None = None
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -100,14 +103,42 @@ def load_pretrained(model: EvfModel, weights: PretrainedWeights) -> None:
     """Apply `weights` to an EvfModel (its `image_backbone`, `prompt_encoder.beit3`, or all of it)."""
     names = name_map(model.config.image_backbone.family)
     if weights.sam:
-        state = {k: v for k, v in read_state_dict(weights.sam).items() if not k.startswith("pixel_")}
-        ours = names.from_official({f"visual_model.{k}": v for k, v in state.items()})
-        load_into(model.image_backbone, _strip(ours, "image_backbone."), weights.sam)
+        load_image_backbone(model.image_backbone, model.config.image_backbone.family, weights.sam)
     if weights.beit3:
+        if not hasattr(model.prompt_encoder, "beit3"):
+            raise ValueError(
+                f"model.init.beit3 {weights.beit3} given, but the prompt encoder is {model.config.prompt_encoder}"
+            )
         state = {k: v for k, v in read_state_dict(weights.beit3).items() if k.startswith("beit3.")}
         load_into(model.prompt_encoder.beit3, _strip(state, "beit3."), weights.beit3)
+    if weights.prompt_encoder:
+        load_hf_prompt_encoder(model.prompt_encoder, weights.prompt_encoder)
     if weights.evf:
         load_into(model, names.from_official(read_state_dict(weights.evf)), weights.evf)
+
+
+def load_hf_prompt_encoder(encoder: nn.Module, folder: str) -> None:
+    """Every transformers tower of the encoder from a local folder (offline), strictly, by its own class.
+
+    A CLIP folder (CLIPModel) fills both the text and the vision tower; transformers reads only safetensors
+    or weights-only pickles.
+    """
+    towers = [module for module in encoder.children() if isinstance(module, PreTrainedModel)]
+    if not towers:
+        raise ValueError(f"model.init.prompt_encoder {folder}: {type(encoder).__name__} has no transformers model")
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"model.init.prompt_encoder {folder} is not a folder")
+    for tower in towers:
+        loaded = type(tower).from_pretrained(folder, local_files_only=True)
+        load_into(tower, loaded.state_dict(), folder)
+
+
+def load_image_backbone(backbone: nn.Module, family: str, path: str | Path) -> None:
+    """A published SAM-family checkpoint (segment-anything's, SAM-2's `{"model": ...}` .pt, ...) into an image
+    backbone of `family`: the keys EVF checkpoints keep under `visual_model.`, without SAM's pixel constants."""
+    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith("pixel_")}
+    ours = name_map(family).from_official({f"visual_model.{k}": v for k, v in state.items()})
+    load_into(backbone, _strip(ours, "image_backbone."), str(path))
 
 
 def _strip(state: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:

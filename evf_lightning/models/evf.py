@@ -14,6 +14,14 @@ from torch import Tensor, nn
 
 from evf_lightning.models.beit3 import Beit3Config
 from evf_lightning.models.efficient_sam import EfficientSamBackboneConfig, EfficientSamImageBackbone
+from evf_lightning.models.hf_prompt_encoder import (
+    ClipPromptConfig,
+    ClipPromptEncoder,
+    HfTextPromptConfig,
+    HfTextPromptEncoder,
+    ViltPromptConfig,
+    ViltPromptEncoder,
+)
 from evf_lightning.models.image_backbone import ImageBackbone
 from evf_lightning.models.image_features import ImageFeatures
 from evf_lightning.models.prompt_encoder import Beit3PromptConfig, Beit3PromptEncoder
@@ -33,10 +41,38 @@ BACKBONES: dict[type, type[ImageBackbone]] = {
 }
 
 
+# Every prompt encoder (told apart in YAML by its `kind` field; BEiT-3 when it has none) and its module.
+PromptEncoderConfig = Union[  # noqa: UP007 (one line per kind)
+    Beit3PromptConfig,
+    HfTextPromptConfig,
+    ClipPromptConfig,
+    ViltPromptConfig,
+]
+PROMPT_ENCODERS: dict[type, type[nn.Module]] = {
+    Beit3PromptConfig: Beit3PromptEncoder,
+    HfTextPromptConfig: HfTextPromptEncoder,
+    ClipPromptConfig: ClipPromptEncoder,
+    ViltPromptConfig: ViltPromptEncoder,
+}
+
+
+# `kind` -> config class: a parsed config keeps its fields but not its class, and `kind` names it again.
+PROMPT_ENCODER_KINDS: dict[str, type] = {cls.__dataclass_fields__["kind"].default: cls for cls in PROMPT_ENCODERS}
+
+
+def _build(config: object, table: dict[type, type[nn.Module]], what: str) -> nn.Module:
+    if type(config) not in table:
+        raise TypeError(f"no {what} for {type(config).__name__}; known: {[c.__name__ for c in table]}")
+    return table[type(config)](config)
+
+
 def build_image_backbone(config: BackboneConfig) -> ImageBackbone:
-    if type(config) not in BACKBONES:
-        raise TypeError(f"no image backbone for {type(config).__name__}; known: {[c.__name__ for c in BACKBONES]}")
-    return BACKBONES[type(config)](config)
+    return _build(config, BACKBONES, "image backbone")
+
+
+def build_prompt_encoder(config: PromptEncoderConfig) -> nn.Module:
+    """A module mapping (small image, token ids, attention mask) to [N, width] features, `width` its attribute."""
+    return _build(config, PROMPT_ENCODERS, "prompt encoder")
 
 
 @dataclass(frozen=True)
@@ -47,7 +83,7 @@ class EvfModelConfig:
     """
 
     image_backbone: BackboneConfig
-    prompt_encoder: Beit3PromptConfig = field(default_factory=Beit3PromptConfig)
+    prompt_encoder: PromptEncoderConfig = field(default_factory=Beit3PromptConfig)
     multimask_output: bool = False
 
     @classmethod
@@ -96,7 +132,7 @@ class EvfModel(nn.Module):
         super().__init__()
         self.config = config
         self.image_backbone = build_image_backbone(config.image_backbone)
-        self.prompt_encoder = Beit3PromptEncoder(config.prompt_encoder)
+        self.prompt_encoder = build_prompt_encoder(config.prompt_encoder)
         self.projector = Projector(self.prompt_encoder.width, config.image_backbone.prompt_dim)
 
     def encode_image(self, pixels: Tensor) -> ImageFeatures:

@@ -44,6 +44,18 @@ class ImageBackbone(nn.Module, ABC):
     def encode(self, pixels: Tensor) -> ImageFeatures:
         """Normalised pixels [B, 3, S, S] -> the features the decoder attends to."""
 
+    def encode_tensors(self) -> dict[str, Tensor]:
+        """Every parameter and buffer `encode` reads, by state-dict name: what a cache of its output depends on.
+
+        The image encoder's, unless a backbone's `encode` reads more (SAM-2's decoder skip projections).
+        """
+        return named_tensors(self.image_encoder, "image_encoder")
+
+
+def named_tensors(module: nn.Module, prefix: str) -> dict[str, Tensor]:
+    """`module`'s parameters and buffers under `prefix`, as Parameters where they are (so requires_grad shows)."""
+    return {f"{prefix}.{name}": tensor for name, tensor in module.state_dict(keep_vars=True).items()}
+
     @abstractmethod
     def decode(
         self, features: ImageFeatures, image_index: Tensor, prompts: Tensor, multimask_output: bool = False

@@ -29,7 +29,7 @@ from transformers.models.sam2_video.modeling_sam2_video import (
     Sam2VideoMemoryEncoder,
 )
 
-from evf_lightning.models.image_backbone import ImageBackbone, Resize
+from evf_lightning.models.image_backbone import ImageBackbone, Resize, named_tensors
 from evf_lightning.models.image_features import ImageFeatures
 from evf_lightning.models.sam import SamImageBackbone
 
@@ -265,6 +265,15 @@ class Sam2ImageBackbone(ImageBackbone):
         s0, s1, embedding = self.image_encoder(pixels).fpn_hidden_states
         embedding = embedding + self.no_memory_embedding.reshape(1, -1, 1, 1)
         return ImageFeatures(embedding, [self.mask_decoder.conv_s0(s0), self.mask_decoder.conv_s1(s1)])
+
+    def encode_tensors(self) -> dict[str, Tensor]:
+        """`encode` also adds the no-memory embedding and projects the high-res maps with the decoder's convs."""
+        return {
+            **super().encode_tensors(),
+            **named_tensors(self.mask_decoder.conv_s0, "mask_decoder.conv_s0"),
+            **named_tensors(self.mask_decoder.conv_s1, "mask_decoder.conv_s1"),
+            "no_memory_embedding": self.no_memory_embedding,
+        }
 
     # Same gaussian-matrix encoding of the embedding grid as SAM's.
     dense_positional_encoding = SamImageBackbone.dense_positional_encoding

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from mlflow.exceptions import MlflowException
+
+from evf_lightning.tracking.sweep_runs import spell
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +25,24 @@ TRACKING_OUTAGES = (MlflowException, OSError)
 def default_tracking_uri() -> str:
     """`MLFLOW_TRACKING_URI` when set, else a SQLite store `mlflow.db` in the working directory."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+@contextmanager
+def sqlite_store_creation_lock(tracking_uri: str) -> Iterator[None]:
+    """Let the processes of one job (torchrun, DDP) open a SQLite store one at a time.
+
+    Each process builds its own MLflow client, and the first one to open a new store migrates its schema;
+    mlflow's migration is not safe against a second process doing the same at once (it fails with
+    "Online migration expected to match one row"). Other stores need no lock.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    lock = Path(tracking_uri.removeprefix("sqlite:///") + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 class EvfMLFlowLogger(MLFlowLogger):
@@ -40,21 +62,30 @@ class EvfMLFlowLogger(MLFlowLogger):
         artifact_location: str | None = None,
         run_id: str | None = None,
     ) -> None:
-        super().__init__(
-            experiment_name=experiment_name,
-            run_name=run_name,
-            tracking_uri=tracking_uri or default_tracking_uri(),
-            tags=tags,
-            save_dir=None,
-            log_model=log_model,
-            artifact_location=artifact_location,
-            run_id=run_id,
-        )
+        tracking_uri = tracking_uri or default_tracking_uri()
+        with sqlite_store_creation_lock(tracking_uri):
+            super().__init__(
+                experiment_name=experiment_name,
+                run_name=run_name,
+                tracking_uri=tracking_uri,
+                # MLflow tags are strings; from a YAML or JSON command line "0" or "[1,2]" arrive parsed.
+                tags={key: spell(value) for key, value in (tags or {}).items()},
+                save_dir=None,
+                log_model=log_model,
+                artifact_location=artifact_location,
+                run_id=run_id,
+            )
         self._pending: list[tuple[Mapping[str, float], int | None]] = []
 
     @property
     def tracking_uri(self) -> str:
         return self._tracking_uri
+
+    def continue_run(self, run_id: str) -> None:
+        """Log into the existing run `run_id` (a resumed fit) instead of starting a new one."""
+        if self._initialized and self._run_id != run_id:
+            raise RuntimeError(f"MLflow run {self._run_id} has started already; cannot continue run {run_id}")
+        self._run_id = run_id
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:

@@ -87,7 +87,10 @@ class RunRecord(SaveConfigCallback):
         for logger in mlflow_loggers(trainer):
             logger.experiment.log_text(logger.run_id, text, self.config_filename)
             logger.experiment.log_dict(logger.run_id, env, "environment.json")
-            logger.log_hyperparams(flatten(self.config.as_dict()))
+            # A resumed run (same run id) keeps the params it started with: MLflow refuses to change a param,
+            # and a resume differs at least in ckpt_path. Its config.yaml is the latest invocation's.
+            logged = logger.experiment.get_run(logger.run_id).data.params
+            logger.log_hyperparams({k: v for k, v in flatten(self.config.as_dict()).items() if k not in logged})
             for key, value in env.items():
                 logger.experiment.set_tag(logger.run_id, key, value)
 

@@ -29,6 +29,21 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def server_command(
+    backend_store_uri: str, artifacts_destination: Path, host: str = "127.0.0.1", port: int = 5000, workers: int = 1
+) -> list[str]:
+    """`mlflow server` with a SQL backend store and server-proxied artifacts (`mlflow-artifacts:/`).
+
+    Artifacts go through the server (`--artifacts-destination`), which is what runs on other nodes need.
+    """
+    mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+    return [
+        mlflow, "server", "--backend-store-uri", backend_store_uri,
+        "--artifacts-destination", str(artifacts_destination),
+        "--host", host, "--port", str(port), "--workers", str(workers),
+    ]  # fmt: skip
+
+
 @contextmanager
 def mlflow_server(
     backend_store_uri: str,
@@ -38,19 +53,10 @@ def mlflow_server(
     workers: int = 1,
     timeout_s: float = 90.0,
 ) -> Iterator[str]:
-    """Run `mlflow server` until the block ends; yields its URL.
-
-    Artifacts go through the server (`--artifacts-destination`), which is what runs on other nodes
-    need. Binds to loopback unless `host` says otherwise.
-    """
+    """Run `mlflow server` until the block ends; yields its URL. Binds to loopback unless `host` says otherwise."""
     port = port or free_port(host)
     url = f"http://{host}:{port}"
-    mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
-    command = [
-        mlflow, "server", "--backend-store-uri", backend_store_uri,
-        "--artifacts-destination", str(artifacts_destination),
-        "--host", host, "--port", str(port), "--workers", str(workers),
-    ]  # fmt: skip
+    command = server_command(backend_store_uri, artifacts_destination, host, port, workers)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.monotonic() + timeout_s

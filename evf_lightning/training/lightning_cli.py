@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from jsonargparse import lazy_instance
+from jsonargparse import ArgumentParser, Namespace, lazy_instance
 from lightning import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from evf_lightning.data.datamodule import EvfDataModule
 from evf_lightning.tracking.logger import EvfMLFlowLogger
-from evf_lightning.tracking.run_record import RunRecord
+from evf_lightning.tracking.run_record import RunRecord, mlflow_loggers
+from evf_lightning.training.checkpoint_io import AtomicCheckpointIO
 from evf_lightning.training.module import EvfLitModule
+from evf_lightning.training.resume import ResumeState, checkpoint_mlflow_run_id
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "logger": lazy_instance(EvfMLFlowLogger),
@@ -48,11 +52,26 @@ class EvfCLI(LightningCLI):
             super().instantiate_classes()
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """With `--trainer.logger false` the default LR monitor has nowhere to log; Lightning would refuse to start."""
+        """With `--trainer.logger false` the default LR monitor has nowhere to log; Lightning would refuse to start.
+
+        Resume must not depend on what a config lists, so `ResumeState` and atomic checkpoint files are always on.
+        """
         trainer = super().instantiate_trainer(**kwargs)
         if not trainer.loggers:
             trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, LearningRateMonitor)]
+        if not any(isinstance(c, ResumeState) for c in trainer.callbacks):
+            trainer.callbacks.append(ResumeState())
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
+
+    def before_fit(self) -> None:
+        """Resuming from a checkpoint continues its MLflow run, so one run holds the whole training."""
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        run_id = checkpoint_mlflow_run_id(ckpt_path) if ckpt_path else None
+        if run_id:
+            for logger in mlflow_loggers(self.trainer):
+                logger.continue_run(run_id)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Two checkpoints: the best by val/ciou, and the latest at every validation whatever its score.
@@ -74,7 +93,40 @@ class EvfCLI(LightningCLI):
         backbone = "model.model.image_backbone"
         parser.link_arguments(backbone, "data.sam_image_size", compute_fn=_backbone_field("image_size"))
         parser.link_arguments(backbone, "data.sam_resize", compute_fn=_backbone_field("resize"))
-        parser.link_arguments("model.model.prompt_encoder.beit3.img_size", "data.beit_image_size")
+        parser.link_arguments("model.model.prompt_encoder", "data.beit_image_size", compute_fn=_prompt_image_size)
+
+
+def _parse_as(tree: Any, kind: type) -> Any:
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--value", type=kind)
+    tree = tree.as_dict() if isinstance(tree, Namespace) else dict(tree)
+    return parser.instantiate_classes(parser.parse_object({"value": tree})).value
+
+
+def prompt_encoder_config(tree: Any) -> Any:
+    """A parsed `model.model.prompt_encoder` subtree as its typed config, the class chosen by its `kind`."""
+    from evf_lightning.models.evf import PROMPT_ENCODER_KINDS
+
+    tree = tree.as_dict() if isinstance(tree, Namespace) else dict(tree)
+    tree = tree.get("init_args", tree)
+    kind = tree.get("kind", "beit3")
+    if kind not in PROMPT_ENCODER_KINDS:
+        raise ValueError(f"model.model.prompt_encoder.kind {kind!r} is not one of {list(PROMPT_ENCODER_KINDS)}")
+    return _parse_as(tree, PROMPT_ENCODER_KINDS[kind])
+
+
+def model_config(tree: Any) -> Any:
+    """A parsed `model.model` subtree as an EvfModelConfig, without building any module."""
+    from evf_lightning.models.evf import EvfModelConfig
+
+    tree = tree.as_dict() if isinstance(tree, Namespace) else dict(tree)
+    prompt_encoder = prompt_encoder_config(tree.pop("prompt_encoder", {}))
+    return replace(_parse_as(tree, EvfModelConfig), prompt_encoder=prompt_encoder)
+
+
+def _prompt_image_size(prompt_encoder: Any) -> int:
+    """The small image the prompt encoder reads, whichever kind it is."""
+    return prompt_encoder_config(prompt_encoder).image_size
 
 
 def _backbone_field(name: str) -> Callable[[Any], Any]:

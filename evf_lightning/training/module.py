@@ -13,9 +13,10 @@ from evf_lightning.data.batch import ReferBatch
 from evf_lightning.data.transforms import upscale_mask_logits
 from evf_lightning.hub.pretrained import PretrainedWeights, load_pretrained
 from evf_lightning.models.evf import EvfModel, EvfModelConfig
+from evf_lightning.training.embedding_cache import check_cache_matches, features_from_cache
 from evf_lightning.training.losses import LossConfig, evf_loss
 from evf_lightning.training.metrics import ReferringSegmentationMetrics
-from evf_lightning.training.trainable import TrainableParts, apply_trainable
+from evf_lightning.training.trainable import TrainableParts, apply_trainable, check_frozen
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,12 @@ def warmup_then_linear_decay(warmup_steps: int, total_steps: int):
 
 
 class EvfLitModule(LightningModule):
+    """Every EVF variant's training and evaluation.
+
+    `compile_encoders` wraps the two heavy encoders (image and prompt) in `torch.compile` in place, so the state
+    dict keeps its names; with an embedding cache only the prompt encoder's compiled form ever runs.
+    """
+
     def __init__(
         self,
         model: EvfModelConfig,
@@ -51,6 +58,7 @@ class EvfLitModule(LightningModule):
         loss: LossConfig = LossConfig(),
         optimizer: OptimizerConfig = OptimizerConfig(),
         init: PretrainedWeights = PretrainedWeights(),
+        compile_encoders: bool = False,
     ) -> None:
         super().__init__()
         self.config = model
@@ -60,14 +68,21 @@ class EvfLitModule(LightningModule):
         self.model = EvfModel(model)
         load_pretrained(self.model, init)
         apply_trainable(self.model, trainable)
+        if compile_encoders:
+            self.model.image_backbone.image_encoder.compile()
+            self.model.prompt_encoder.compile()
         self.val_metrics = nn.ModuleList()
         self.test_metrics = nn.ModuleList()
 
     # ----- shared forward -------------------------------------------------------------------------
     def forward(self, batch: ReferBatch) -> Tensor:
-        """Low-resolution logits [N, h, w] for every expression of the batch."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.trainable.image_encoder):
-            features = self.model.encode_image(batch.sam_pixels)
+        """Low-resolution logits [N, h, w] for every expression of the batch, from cached image features where
+        the batch carries them, else encoding its images (without autograd when the encoder is frozen)."""
+        if batch.cached_features is not None:
+            features = features_from_cache(batch.cached_features).to(self.dtype)
+        else:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.trainable.image_encoder):
+                features = self.model.encode_image(batch.sam_pixels)
         return self.model(None, batch.beit_pixels, batch.input_ids, batch.attention_mask, batch.image_index, features)
 
     def full_resolution_logits(self, batch: ReferBatch, low_res: Tensor) -> list[Tensor]:
@@ -102,7 +117,10 @@ class EvfLitModule(LightningModule):
     def _evaluate(self, batch: ReferBatch, metrics: ReferringSegmentationMetrics, prefix: str) -> None:
         logits = self.full_resolution_logits(batch, self(batch))
         loss = evf_loss(logits, [m.float() for m in batch.masks], self.loss_config)
-        self.log(f"{prefix}/loss", loss.total, batch_size=batch.num_expressions, add_dataloader_idx=False)
+        # sync_dist: under DDP the logged loss is the mean over every rank's batches, not rank 0's alone
+        self.log(
+            f"{prefix}/loss", loss.total, batch_size=batch.num_expressions, add_dataloader_idx=False, sync_dist=True
+        )
         metrics.update([p for image in logits for p in image > 0], [m.bool() for image in batch.masks for m in image])
 
     def validation_step(self, batch: ReferBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -118,12 +136,16 @@ class EvfLitModule(LightningModule):
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
         tokenizer = getattr(datamodule, "tokenizer", None)
-        vocab_size = self.config.prompt_encoder.beit3.vocab_size
+        vocab_size = self.config.prompt_encoder.vocab_size
         if tokenizer is not None and len(tokenizer) > vocab_size:
             raise ValueError(
                 f"tokenizer {datamodule.tokenizer_dir} emits {len(tokenizer)} token ids but "
-                f"model.model.prompt_encoder.beit3.vocab_size is {vocab_size}; raise it or use the matching tokenizer"
+                f"the prompt encoder's vocab_size (model.model.prompt_encoder) is {vocab_size}; "
+                "raise it or use the matching tokenizer"
             )
+        cache = getattr(datamodule, "embedding_cache", None)
+        if cache is not None:
+            check_cache_matches(cache, self.model.image_backbone, datamodule.sam_preprocess)
         self._val_names = list(getattr(datamodule, "val_names", [])) or ["val"]
         self._test_names = list(getattr(datamodule, "test_names", [])) or ["test"]
         self.val_metrics = nn.ModuleList(ReferringSegmentationMetrics() for _ in self._val_names)
@@ -146,6 +168,9 @@ class EvfLitModule(LightningModule):
 
     # ----- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self):
+        # Frozen parameters get no optimizer state (and, having requires_grad False, no gradient and no
+        # all-reduce under DDP): first make sure they are the ones the recipe freezes.
+        check_frozen(self.model, self.trainable)
         params = [p for p in self.parameters() if p.requires_grad]
         if not params:
             raise ValueError(f"trainable={asdict(self.trainable)} leaves no parameter to train")

@@ -5,10 +5,14 @@ import os
 
 import numpy as np
 import pytest
+import torch
+import yaml
 
+from evf_lightning.commands.data_prepare import load_data_config
 from evf_lightning.data.augment import AugmentConfig, Augmenter, swap_left_right
 from evf_lightning.data.human_parsing import HumanParsingReader
 from evf_lightning.data.sample import ReferringSample
+from evf_lightning.data.sampler import Draw
 from evf_lightning.data.synthetic_human_parsing import write_synthetic_human_parsing
 
 
@@ -146,3 +150,35 @@ def test_albumentations_is_kept_offline(monkeypatch):
     monkeypatch.delenv("NO_ALBUMENTATIONS_UPDATE", raising=False)
     Augmenter(AugmentConfig(brightness=0.1))
     assert os.environ["NO_ALBUMENTATIONS_UPDATE"] == "1"
+
+
+def test_the_data_module_flips_training_draws_only_and_their_words_with_them(synth_root, tmp_path):
+    config = tmp_path / "data.yaml"
+    config.write_text(yaml.safe_dump({
+        "root": str(synth_root), "tokenizer": str(synth_root / "tokenizer"), "sam_image_size": 64,
+        "beit_image_size": 32, "num_workers": 0, "train": [{"split": "train"}], "val": [{"split": "val"}],
+        "augment": {"hflip_probability": 1.0},
+    }))  # fmt: skip
+    flipped = load_data_config(config)
+    assert flipped.augment == AugmentConfig(hflip_probability=1.0)
+    plain = load_data_config(config)
+    plain.augment = AugmentConfig.paper()
+    for module in (plain, flipped):
+        module.setup("fit")
+    swapped = 0
+    for index in range(8):
+        a, b = plain.train_set[Draw(index, 0)], flipped.train_set[Draw(index, 0)]
+        assert b.texts == [swap_left_right(text) for text in a.texts]
+        assert all(torch.equal(m, n.flip(-1)) for m, n in zip(a.masks, b.masks, strict=True))
+        assert not torch.equal(a.sam_pixels, b.sam_pixels)
+        swapped += a.texts != b.texts
+    assert swapped  # the generated sentences name sides, so the swap is seen
+    a, b = plain.val_sets[0][0], flipped.val_sets[0][0]  # evaluation reads images as they are
+    assert a.texts == b.texts and torch.equal(a.masks, b.masks)
+
+
+def test_augmentation_and_an_embedding_cache_are_refused_together(tmp_path):
+    from evf_lightning.data.datamodule import EvfDataModule
+
+    with pytest.raises(ValueError, match=r"data.embedding_cache .*cache holds features .* data.augment="):
+        EvfDataModule(str(tmp_path), str(tmp_path), embedding_cache=str(tmp_path / "cache"), augment=AugmentConfig(0.5))

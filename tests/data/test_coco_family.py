@@ -13,12 +13,12 @@ from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 from torch.nn import functional as F
 
+from evf_lightning.cli import main
 from evf_lightning.data.grefcoco import GRefCocoReader
 from evf_lightning.data.masks import MaskDecodeError
 from evf_lightning.data.objects365 import Objects365Reader
 from evf_lightning.data.part_imagenet import PartImageNetReader
 from evf_lightning.data.pascal_part import PascalPartReader
-from evf_lightning.data.refer import read_rgb
 from evf_lightning.data.safe_pickle import UnsafePickleError
 from evf_lightning.data.synthetic import COLOURS
 from evf_lightning.data.synthetic_coco import APPEARANCES
@@ -29,6 +29,7 @@ from evf_lightning.data.synthetic_part_imagenet import DRAWN, write_synthetic_pa
 from evf_lightning.data.synthetic_pascal_part import CATEGORIES as PASCAL_CATEGORIES
 from evf_lightning.data.synthetic_pascal_part import write_synthetic_pascal_part
 from evf_lightning.data.transforms import SamPreprocess
+from evf_lightning.hub.official_names import name_map
 from evf_lightning.models.sam2 import Sam2BackboneConfig, Sam2ImageBackbone
 
 FORMATS = {
@@ -178,42 +179,66 @@ def test_objects365_refuses_an_annotation_whose_segmentation_is_empty(tmp_path):
         Objects365Reader(tmp_path)
 
 
-def test_the_box_to_mask_recipe_writes_a_json_the_reader_takes(tmp_path):
-    """docs/objects365_masks.md steps 3-8 with a tiny random SAM-2: its masks mean nothing, the steps must run."""
-    summary = write_synthetic_objects365(tmp_path, images=2, seed=0)
+def _v1_boxes_json(tmp_path):
+    """Objects365 v1 training annotations as the recipe starts from them: boxes, no masks; image 1 gets a second
+    "CD" (so both its CDs go) and a box of no width."""
+    summary = write_synthetic_objects365(tmp_path, images=3, seed=0)
     content = json.loads(summary.annotation_file.read_text())
+    for ann in content["annotations"]:
+        del ann["segmentation"]
+    cd = next(ann for ann in content["annotations"] if ann["image_id"] == 1)
+    extra = [cd | {"id": 900}, cd | {"id": 901, "category_id": 5, "bbox": [3.0, 4.0, 0.0, 9.0]}]
+    content["annotations"] += extra
+    v1 = summary.annotation_file.with_name("objects365_train.json")
+    v1.write_text(json.dumps(content))
+    summary.annotation_file.unlink()
+    return summary, v1, cd["id"]
+
+
+def _sam2_box_masks_by_hand(backbone, image, anns):
+    """SAM-2's image predictor step by step: stretch to the square, boxes scaled to it, one mask per box."""
+    size = backbone.config.image_size
+    height, width = image.shape[:2]
+    pixels, _ = SamPreprocess(size=size, resize="stretch")(image)
+    x, y, w, h = np.array([ann["bbox"] for ann in anns], dtype=np.float32).T
+    boxes = torch.from_numpy(np.stack([x, y, x + w, y + h], axis=1)) * torch.tensor([size / width, size / height] * 2)
+    with torch.no_grad():
+        features = backbone.encode(pixels[None])
+        sparse, _ = backbone.prompt_encoder(input_points=None, input_labels=None, input_boxes=boxes[None],
+                                            input_masks=None)  # fmt: skip
+        assert sparse.shape == (1, len(anns), 3, backbone.config.prompt_dim)  # two corners and a padding point
+        image_index = torch.zeros(len(anns), dtype=torch.long)
+        logits = backbone.decoder_outputs(features, image_index, sparse[0], multimask_output=False)[0][:, 0]
+    return (F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)[:, 0] > 0).numpy()
+
+
+def test_objects365_masks_builds_the_json_the_reader_takes_from_boxes_and_a_sam2_checkpoint(tmp_path, capsys):
+    """The recipe through `evf data objects365-masks`, with a tiny random SAM-2 saved as a published checkpoint:
+    its masks mean nothing, but each must be what that SAM-2 gives for its box."""
+    summary, v1, repeated = _v1_boxes_json(tmp_path)
     torch.manual_seed(0)
-    config = Sam2BackboneConfig.tiny()
-    backbone = Sam2ImageBackbone(config).eval()
-    made = {}
-    for record in content["images"]:
-        anns = [ann for ann in content["annotations"] if ann["image_id"] == record["id"]]
-        image = read_rgb(summary.annotation_file.parent / "train" / record["file_name"], "the recipe test")
-        height, width = image.shape[:2]
-        pixels, _ = SamPreprocess(size=config.image_size, resize="stretch")(image)
-        x, y, w, h = np.array([ann["bbox"] for ann in anns], dtype=np.float32).T
-        scale = torch.tensor([config.image_size / width, config.image_size / height] * 2)
-        boxes = torch.from_numpy(np.stack([x, y, x + w, y + h], axis=1)) * scale
-        with torch.no_grad():
-            features = backbone.encode(pixels[None])
-            sparse, _ = backbone.prompt_encoder(
-                input_points=None, input_labels=None, input_boxes=boxes[None], input_masks=None
-            )
-            assert sparse.shape == (1, len(anns), 3, config.prompt_dim)
-            image_index = torch.zeros(len(anns), dtype=torch.long)
-            logits = backbone.decoder_outputs(features, image_index, sparse[0], multimask_output=False)[0][:, 0]
-        masks = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)[:, 0] > 0
-        for ann, mask in zip(anns, masks.numpy(), strict=True):
-            rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
-            ann["segmentation"] = [{"size": rle["size"], "counts": rle["counts"].decode("ascii")}]
-            made[ann["id"]] = mask
-    assert all(0 < mask.sum() < mask.size for mask in made.values())  # so the comparison below means something
-    summary.annotation_file.write_text(json.dumps(content))
+    backbone = Sam2ImageBackbone(Sam2BackboneConfig.tiny()).eval()
+    official = name_map("sam2").to_official({f"image_backbone.{k}": v for k, v in backbone.state_dict().items()})
+    torch.save({"model": {k.removeprefix("visual_model."): v for k, v in official.items()}}, tmp_path / "sam2.pt")
+    main(["data", "objects365-masks", str(v1), str(tmp_path / "sam2.pt"), "--size", "tiny", "--device", "cpu"])
+    printed = capsys.readouterr().out
+    boxes = summary.annotations + 2
+    assert f"3 images, {boxes} boxes: dropped 2 of repeated categories, 1 empty boxes, 0 empty masks" in printed
     reader = Objects365Reader(tmp_path)
-    assert len(reader) == 2 and reader.dropped_annotations == 0
+    assert reader.image_ids == (1, 2, 3) and reader.dropped_annotations == 0
+    content = json.loads(summary.annotation_file.read_text())
+    anns = {ann["id"]: ann for ann in content["annotations"]}
+    assert repeated not in anns and 900 not in anns and 901 not in anns and len(anns) == summary.annotations - 1
     for index, image_id in enumerate(reader.image_ids):
-        for mask, (ann_id,) in zip(reader.load(index).masks, summary.targets[image_id], strict=True):
-            np.testing.assert_array_equal(mask, made[ann_id])
+        sample = reader.load(index)
+        kept = [ann for ann in anns.values() if ann["image_id"] == image_id]
+        assert sample.texts == [CATEGORY_NAMES[ann["category_id"] - 1] for ann in kept]
+        np.testing.assert_array_equal(sample.masks, _sam2_box_masks_by_hand(backbone, sample.image, kept))
+        assert all(0 < mask.sum() < mask.size for mask in sample.masks)  # so the comparison means something
+        assert [ann["area"] for ann in kept] == [mask.sum() for mask in sample.masks]
+    _edit(v1, lambda c: c["annotations"][0].pop("bbox"))
+    with pytest.raises(ValueError, match=r"annotations entry 0 \(id 1\) has no 'bbox' field"):
+        main(["data", "objects365-masks", str(v1), str(tmp_path / "sam2.pt"), "--size", "tiny"])
 
 
 # --- PartImageNet and Pascal-Part -------------------------------------------------------------------------

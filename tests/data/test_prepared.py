@@ -11,6 +11,7 @@ import pytest
 
 from evf_lightning.data.prepared import META_FILE, PreparedReader, prepare
 from evf_lightning.data.sources import READERS, Source
+from evf_lightning.data.synthetic_multitask import WRITERS
 
 TRAIN = Source(dataset="refcoco", split_by="unc", split="train")
 
@@ -116,17 +117,12 @@ def test_a_changed_image_is_reported_against_the_index(synth_root, tmp_path):
         PreparedReader(root / "index", root).load(0)
 
 
-OTHER_KINDS = ["grefcoco", "ade20k", "objects365", "part_imagenet", "pascal_part", "human_parsing"]
+OTHER_KINDS = list(WRITERS)
 
 
 @pytest.mark.parametrize("kind", OTHER_KINDS)
 def test_prepared_gives_the_raw_samples_of_every_kind(kind, tmp_path):
-    writers = pytest.importorskip(f"evf_lightning.data.synthetic_{kind}")
-    pytest.importorskip(READERS[kind].module)
-    write = getattr(writers, f"write_synthetic_{kind}", None)
-    if write is None:
-        pytest.skip(f"no write_synthetic_{kind} yet")
-    write(tmp_path, images=6, seed=0)
+    WRITERS[kind](tmp_path, images=6, seed=0)
     source = Source(kind=kind)
     raw = source.raw_reader(tmp_path)
     prepare(raw, tmp_path, tmp_path / "index", kind=kind, arguments=source.arguments)
@@ -136,7 +132,6 @@ def test_prepared_gives_the_raw_samples_of_every_kind(kind, tmp_path):
 @pytest.mark.parametrize("kind", list(READERS))
 def test_the_registry_names_each_reader_and_its_own_defaults(kind):
     entry = READERS[kind]
-    pytest.importorskip(entry.module)
     parameters = inspect.signature(entry.load()).parameters
     assert next(iter(parameters)) == "root"
     for name, default in entry.defaults.items():  # refer's are required; the others' must agree with ours

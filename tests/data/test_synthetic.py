@@ -7,8 +7,11 @@ import pickle
 
 import numpy as np
 import pytest
+from transformers import XLMRobertaTokenizer
 
+from evf_lightning.cli import main
 from evf_lightning.data.refer import ReferDataset
+from evf_lightning.data.sources import Source
 from evf_lightning.data.synth_cli import synth
 from evf_lightning.data.synthetic import (
     COLOURS,
@@ -178,3 +181,27 @@ def test_the_cli_function_writes_and_reports(tmp_path, capsys):
     assert len(ReferDataset(tmp_path / "out", "refcoco", "unc", "testB")) == 1
     with pytest.raises(SystemExit, match="unknown dataset 'coco'"):
         synth(str(tmp_path / "other"), datasets=["coco"])
+
+
+def test_the_cli_writes_every_multitask_format_and_each_reads_through_its_real_reader(tmp_path, capsys):
+    out = tmp_path / "out"
+    formats = ["grefcoco", "ade20k", "objects365", "part_imagenet", "pascal_part", "human_parsing"]
+    main(["data", "synth", str(out), "--train_images", "2", "--val_images", "1", "--test_images", "1",
+          "--format_images", "3", "--formats", f"[{', '.join(formats)}]"])  # fmt: skip
+    printed = capsys.readouterr().out
+    tokenizer = XLMRobertaTokenizer.from_pretrained(str(out / "tokenizer"))
+    assert len(tokenizer) <= 256  # the tiny models' vocabulary
+    for kind in formats:
+        reader = Source(kind=kind).raw_reader(out)
+        texts = [text for index in range(len(reader)) for text in reader.load(index).texts]
+        assert len(reader) == 3 and f"{kind}: 3 images / {len(texts)} prompts\n" in printed
+        for index in range(len(reader)):
+            sample = reader.load(index)
+            assert sample.masks.shape == (len(sample.texts), *sample.image.shape[:2])
+            assert set(np.unique(sample.masks)) <= {0, 1}
+        semantic = kind in ("ade20k", "part_imagenet", "pascal_part", "human_parsing")
+        assert all(text.startswith("[semantic] ") == semantic for text in texts), kind
+        for text in texts:  # the tokenizer learnt every prompt: no word falls back to <unk>
+            assert tokenizer.unk_token_id not in tokenizer(text)["input_ids"], text
+    assert len(Source(kind="ade20k", split="validation").raw_reader(out)) == 1
+    assert len(ReferDataset(out, "refcoco", "unc", "train")) == 2

@@ -87,5 +87,7 @@ def test_tokenizer_larger_than_the_model_vocabulary_is_named_before_training(syn
             "--data.root", str(synth_root), "--data.tokenizer", str(synth_root / "tokenizer"),
             "--model.model.prompt_encoder.beit3.vocab_size", "10",
             "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
-    with pytest.raises(ValueError, match=r"token ids but model\.model\.prompt_encoder\.beit3\.vocab_size is 10"):
+    with pytest.raises(
+        ValueError, match=r"token ids but the prompt encoder's vocab_size \(model\.model\.prompt_encoder\) is 10"
+    ):
         main(args)

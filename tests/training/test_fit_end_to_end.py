@@ -13,55 +13,17 @@ from evf_lightning.cli import main
 from evf_lightning.commands.grounding import grounding
 from evf_lightning.tracking.run_record import BEST_CHECKPOINT_TAG
 
-REPO = Path(__file__).resolve().parents[2]
 STEPS = 500
 
 
-def write_experiment(path: Path, synth_root: Path, name: str, steps: int = STEPS) -> Path:
-    experiment = {
-        "seed_everything": 0,
-        "model": {
-            "model": str(REPO / "configs/model/evf_tiny.yaml"),
-            "optimizer": {"lr": 2.0e-3, "warmup_steps": 50},
-            # from scratch: the random image encoder must train too (the paper freezes a pretrained one)
-            "trainable": {"image_encoder": True},
-        },
-        "data": {
-            "root": str(synth_root),
-            "tokenizer": str(synth_root / "tokenizer"),
-            "train": [{"dataset": "refcoco", "split_by": "unc", "split": "train"}],
-            "val": [{"dataset": "refcoco", "split_by": "unc", "split": "val"}],
-            "batch_size": 16,
-            "eval_batch_size": 16,
-            "num_workers": 0,
-        },
-        "trainer": {
-            "accelerator": "cpu",
-            "max_steps": steps,
-            "val_check_interval": steps // 2,
-            "check_val_every_n_epoch": None,
-            "log_every_n_steps": 10,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "default_root_dir": str(path.parent / "runs"),
-            "logger": {
-                "class_path": "evf_lightning.tracking.logger.EvfMLFlowLogger",
-                "init_args": {"experiment_name": name},
-            },
-        },
-    }
-    path.write_text(yaml.safe_dump(experiment))
-    return path
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, synth_root):
+def trained(tmp_path_factory, synth_root, experiment_file):
     folder = tmp_path_factory.mktemp("fit")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.chdir(folder)
-        config = write_experiment(folder / "experiment.yaml", synth_root, "e2e")
+        config = experiment_file(folder / "experiment.yaml", synth_root, "e2e")
         main(["fit", "--config", str(config)])
         result = grounding(experiment=config, output=folder / "grounding.json")
     return {"folder": folder, "uri": uri, "config": config, "grounding": result}
@@ -107,13 +69,13 @@ def test_model_reads_the_expression(trained):
     assert (trained["folder"] / "grounding.json").is_file()
 
 
-def test_resume_from_last_checkpoint_continues_the_step_count(trained, tmp_path, monkeypatch):
+def test_resume_from_last_checkpoint_continues_the_step_count_in_the_same_run(trained, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", trained["uri"])
     monkeypatch.chdir(trained["folder"])
     _, (run,) = finished_runs(trained["uri"], "e2e")
     last = trained["folder"] / "runs" / run.info.experiment_id / run.info.run_id / "checkpoints" / "last.ckpt"
     main(["fit", "--config", str(trained["config"]), "--trainer.max_steps", str(STEPS + 20), "--ckpt_path", str(last)])
     client, runs = finished_runs(trained["uri"], "e2e")
-    resumed = max(runs, key=lambda r: r.info.start_time)
-    steps = [m.step for m in client.get_metric_history(resumed.info.run_id, "train/loss")]
-    assert steps and min(steps) >= STEPS  # continued where the first run stopped, no step repeated
+    assert [r.info.run_id for r in runs] == [run.info.run_id]  # the resumed fit logs into the run it continues
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+    assert len(steps) == len(set(steps)) and max(steps) >= STEPS  # continued where the first run stopped

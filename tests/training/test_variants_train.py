@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from evf_lightning.models.evf import EvfModel, EvfModelConfig
 from evf_lightning.training.lightning_cli import EvfCLI
+from evf_lightning.training.trainable import TrainableParts, apply_trainable, check_frozen
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,3 +49,23 @@ def test_only_the_recipe_trainable_parameters_change(model_file, synth_root, tmp
     assert not any(n.startswith("image_backbone.image_encoder.") for n in moved)
     decoder_moved = any(n.startswith("image_backbone.mask_decoder.") for n in moved)
     assert decoder_moved == RECIPES[model_file]["mask_decoder"]
+
+    # Frozen parts pay for nothing: no optimizer state, no gradient.
+    optimizer = cli.trainer.optimizers[0]
+    in_optimizer = {p for group in optimizer.param_groups for p in group["params"]}
+    trainable_params = {p for p in model.parameters() if p.requires_grad}
+    assert in_optimizer == trainable_params and set(optimizer.state) <= trainable_params
+    assert all(p.grad is None for p in model.parameters() if not p.requires_grad)
+
+
+def test_a_parameter_unfrozen_behind_the_recipe_is_refused():
+    with torch.device("meta"):
+        model = EvfModel(EvfModelConfig.evf_sam())
+    parts = TrainableParts()
+    apply_trainable(model, parts)
+    check_frozen(model, parts)
+    model.image_backbone.image_encoder.neck.conv1.weight.requires_grad_(True)
+    with pytest.raises(
+        ValueError, match=r"requires_grad disagrees .* 1 parameters, e.g. \['image_backbone.image_encoder.neck"
+    ):
+        check_frozen(model, parts)
