@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from evf_lightning.data.masks import decode_segmentation
-from evf_lightning.data.refer import expression_text, read_rgb
+from evf_lightning.data.refer import expression_indices, expression_text, read_rgb
 from evf_lightning.data.sample import ReferringSample
 
 _FIELDS = {
@@ -154,12 +154,8 @@ class CocoPromptReader:
         record = self._images[image_id]
         path = self.image_path(index)
         source = f"{self.name} image {image_id} ({path})"
-        chosen = self._prompts[image_id]
-        if expressions is not None:
-            bad = [i for i in expressions if not -len(chosen) <= i < len(chosen)]
-            if bad:
-                raise IndexError(f"{source} has {len(chosen)} expressions; asked for {bad}")
-            chosen = [chosen[i] for i in expressions]
+        prompts = self._prompts[image_id]
+        chosen = [prompts[i] for i in expression_indices(len(prompts), expressions, source)]
         image = read_rgb(path, source)
         height, width = int(record["height"]), int(record["width"])
         if image.shape[:2] != (height, width):

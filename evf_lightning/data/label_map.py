@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from evf_lightning.data.refer import expression_text, read_rgb
+from evf_lightning.data.refer import expression_indices, expression_text, read_rgb
 from evf_lightning.data.sample import ReferringSample
 
 SEMANTIC_PREFIX = "[semantic] "
@@ -115,12 +115,9 @@ class LabelMapReader:
                 "the official loader draws another image instead"
             )
         texts = self.texts(index, normalise_text)
-        if expressions is not None:
-            bad = [i for i in expressions if not -len(values) <= i < len(values)]
-            if bad:
-                raise IndexError(f"{source} has {len(values)} expressions; asked for {bad}")
-            values = tuple(values[i] for i in expressions)
-            texts = [texts[i] for i in expressions]
+        chosen = expression_indices(len(values), expressions, source)
+        values = tuple(values[i] for i in chosen)
+        texts = [texts[i] for i in chosen]
         image = read_rgb(self.image_path(index), source)
         if image.shape[:2] != label.shape:
             raise ValueError(

@@ -27,7 +27,7 @@ from datasets import Dataset as ArrowDataset
 from datasets import Features, List, Value, load_from_disk
 from pycocotools import mask as coco_mask
 
-from evf_lightning.data.refer import read_rgb
+from evf_lightning.data.refer import expression_indices, read_rgb
 from evf_lightning.data.sample import ReferringSample
 
 if TYPE_CHECKING:
@@ -212,10 +212,7 @@ class PreparedReader:
         path = self.root / row["image_path"]
         source = row["source"].replace(ROOT_MARK, "" if str(self.root) == "." else f"{self.root}{os.sep}")
         texts = row["normalised_texts" if normalise_text else "texts"]
-        chosen = list(range(len(texts))) if expressions is None else list(expressions)
-        bad = [i for i in chosen if not -len(texts) <= i < len(texts)]
-        if bad:
-            raise IndexError(f"{source} has {len(texts)} expressions; asked for {bad}")
+        chosen = expression_indices(len(texts), expressions, source)
         image = read_rgb(path, source)
         height, width = row["height"], row["width"]
         if image.shape[:2] != (height, width):

@@ -67,6 +67,17 @@ class Expression:
     ref_id: int
 
 
+def expression_indices(count: int, expressions: Sequence[int] | None, source: str) -> list[int]:
+    """The indices of the expressions a reader is asked for (all, in order, by default), each checked against
+    the `count` that `source` has, so a bad request names the sample instead of failing deep in a list."""
+    if expressions is None:
+        return list(range(count))
+    bad = [i for i in expressions if not -count <= i < count]
+    if bad:
+        raise IndexError(f"{source} has {count} expressions; asked for {bad}")
+    return list(expressions)
+
+
 def read_rgb(path: Path, source: str) -> np.ndarray:
     """[H, W, 3] uint8 RGB from any file PIL reads (grey, palette, RGBA and CMYK are converted)."""
     try:
@@ -154,11 +165,7 @@ class ReferDataset:
         path = self.image_path(index)
         source = f"{self.name} image {image_id} ({path})"
         pairs = self._expressions[image_id]
-        if expressions is not None:
-            bad = [i for i in expressions if not -len(pairs) <= i < len(pairs)]
-            if bad:
-                raise IndexError(f"{source} has {len(pairs)} expressions; asked for {bad}")
-            pairs = [pairs[i] for i in expressions]
+        pairs = [pairs[i] for i in expression_indices(len(pairs), expressions, source)]
         image = read_rgb(path, source)
         height, width = int(record["height"]), int(record["width"])
         if image.shape[:2] != (height, width):
