@@ -67,6 +67,12 @@ def _predict_video() -> Callable:
     return predict_video
 
 
+def _predict_image() -> Callable:
+    from evf_lightning.commands.predict_image import predict_image
+
+    return predict_image
+
+
 def _sweep() -> Callable:
     from evf_lightning.commands.sweep import sweep
 
@@ -91,6 +97,7 @@ OUR_VERBS: dict[str, dict[str, Callable[[], Callable]] | Callable[[], Callable]]
     "grounding": _grounding,
     "import": _import,
     "export": _export,
+    "predict-image": _predict_image,
     "predict-video": _predict_video,
     "sweep": _sweep,
     "compare": _compare,

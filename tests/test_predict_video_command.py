@@ -143,7 +143,7 @@ def test_an_unreadable_frame_is_named(frames, weights, tmp_path):
     for name in NAMES[:3]:
         (broken / name).write_bytes((frames / name).read_bytes())
     (broken / "5.jpg").write_bytes(b"not a JPEG")
-    with pytest.raises(SystemExit, match=f"cannot read frame {broken / '5.jpg'}"):
+    with pytest.raises(SystemExit, match=f"cannot read image {broken / '5.jpg'}"):
         predict(broken, weights["root"] / "official", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

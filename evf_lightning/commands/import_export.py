@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 MODEL_FILE = "model.yaml"
-RUN_CONFIG = "config.yaml"
 
 
 def import_official(folder: Path, out: Path, experiment: Path | None = None) -> list[str]:
@@ -100,41 +99,31 @@ def export_official(
     """
     import torch
 
-    from evf_lightning.hub.official_folder import FAMILIES, config_from_dict, save_official_folder, scale_names
+    from evf_lightning.hub.official_folder import FAMILIES, OfficialFolderError, save_official_folder, scale_names
+    from evf_lightning.hub.run_checkpoint import RunCheckpointError, read_run_checkpoint
 
-    state, hparams_model = _read_checkpoint(ckpt)
-    given = run_config is not None
-    run_config = run_config or _find_run_config(ckpt)
-    document = _load_yaml(run_config) if run_config else {}
-    if hparams_model is not None and not given:
-        model_data, model_source = hparams_model, f"{ckpt} hyper_parameters"
-    elif run_config is not None:
-        model_data, model_source = _model_section(document, run_config), str(run_config)
-    else:
-        raise SystemExit(
-            f"evf export: no model config for {ckpt}: it has no hyper-parameters and neither "
-            f"{ckpt.parent / RUN_CONFIG} nor {ckpt.parent.parent / RUN_CONFIG} exists; pass --run_config"
-        )
-    model_config = config_from_dict(model_data, model_source)
-    tokenizer = tokenizer or _run_tokenizer(document, run_config)
+    try:
+        run = read_run_checkpoint(ckpt, run_config, tokenizer)
+    except (RunCheckpointError, OfficialFolderError) as error:
+        raise SystemExit(f"evf export: {error}") from error
     names = save_official_folder(
         out,
-        model_config,
-        state,
-        tokenizer,
+        run.config,
+        run.state,
+        run.tokenizer,
         format=format,
         max_shard_size=max_shard_size,
         dtype=getattr(torch, dtype) if dtype else None,
         source=str(ckpt),
     )
     size = sum((out / name).stat().st_size for name in names)
-    sam_scale, beit_scale = scale_names(model_config)
-    print(f"{out}: {len(names)} files, {size:,} bytes, {len(state)} tensors from {ckpt}")
+    sam_scale, beit_scale = scale_names(run.config)
+    print(f"{out}: {len(names)} files, {size:,} bytes, {len(run.state)} tensors from {ckpt}")
     for name in names:
         print(f"  {name}")
-    print(f"model config from {model_source}; tokenizer from {tokenizer}")
+    print(f"model config from {run.config_source}; tokenizer from {run.tokenizer}")
     if sam_scale and beit_scale:
-        family = FAMILIES[model_config.image_backbone.family]
+        family = FAMILIES[run.config.image_backbone.family]
         print(f"official code, from its repo: python inference.py --version {out} --model_type {family.model_type}")
     else:
         print(
@@ -142,66 +131,3 @@ def export_official(
             "the official code cannot build this model; `evf import` and model.init.evf read it"
         )
     return names
-
-
-def _read_checkpoint(ckpt: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The model's state dict (without the LightningModule's `model.` prefix) and plain model hyper-parameters."""
-    from evf_lightning.hub.consolidate import checkpoint_kind, load_consolidated
-
-    try:
-        checkpoint_kind(ckpt)
-    except FileNotFoundError as error:
-        raise SystemExit(f"evf export: {error}") from error
-    try:
-        checkpoint = load_consolidated(ckpt)
-    except Exception as error:  # weights_only refuses anything but tensors and plain data, in several ways
-        raise SystemExit(f"evf export: {ckpt} does not load as tensors and plain data: {error}") from error
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        raise SystemExit(f"evf export: {ckpt} has no 'state_dict': not a Lightning checkpoint")
-    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
-    hparams = checkpoint.get("hyper_parameters")
-    model = hparams.get("model") if isinstance(hparams, dict) else None
-    return state, model if isinstance(model, dict) else None
-
-
-def _find_run_config(ckpt: Path) -> Path | None:
-    """The config.yaml `evf fit` wrote in the run folder (checkpoints sit in its checkpoints/ folder)."""
-    return next((p for p in (ckpt.parent / RUN_CONFIG, ckpt.parent.parent / RUN_CONFIG) if p.is_file()), None)
-
-
-def _load_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    document = yaml.safe_load(path.read_text())
-    if not isinstance(document, dict):
-        raise SystemExit(f"evf export: {path} is not a YAML mapping")
-    return document
-
-
-def _section(document: dict[str, Any], key: str, path: Path) -> tuple[dict[str, Any], Path]:
-    """`document[key]`, reading it from its file when it is a path (relative to `path`, as the CLI reads it)."""
-    value = document.get(key)
-    if isinstance(value, str):
-        file = path.parent / value
-        return _load_yaml(file), file
-    if not isinstance(value, dict):
-        raise SystemExit(f"evf export: {path} has no {key!r} section")
-    return value, path
-
-
-def _model_section(document: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The model config of a model YAML, or the `model.model` of a run or experiment config."""
-    if "image_backbone" in document:
-        return document
-    module, module_path = _section(document, "model", path)
-    return _section(module, "model", module_path)[0]
-
-
-def _run_tokenizer(document: dict[str, Any], path: Path | None) -> Path:
-    """The run's data.tokenizer (paths in a run config are relative to where `evf fit` ran, as it read them)."""
-    if path is None or "data" not in document:
-        raise SystemExit(f"evf export: {path or 'no run config'} names no data.tokenizer; pass --tokenizer")
-    tokenizer = _section(document, "data", path)[0].get("tokenizer")
-    if not tokenizer or not Path(tokenizer).is_dir():
-        raise SystemExit(f"evf export: data.tokenizer of {path} is {tokenizer!r}, not a folder here; pass --tokenizer")
-    return Path(tokenizer)

@@ -20,9 +20,6 @@ if TYPE_CHECKING:
     from evf_lightning.models.evf import EvfModel
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
-# Overlay: the mask painted in this colour at this opacity over the frame.
-OVERLAY_RGB = (255, 0, 0)
-OVERLAY_ALPHA = 0.5
 
 
 def predict_video(
@@ -116,14 +113,13 @@ def frame_paths(folder: Path) -> list[Path]:
 
 
 def read_frame(path: Path) -> np.ndarray:
-    """uint8 RGB [H, W, 3]; an unreadable file is named."""
-    from PIL import Image
+    """uint8 RGB [H, W, 3], as predict-image reads images; an unreadable file is named."""
+    from evf_lightning.serve.images import ImageReadError, read_image
 
     try:
-        with Image.open(path) as image:
-            return np.array(image.convert("RGB"))
-    except (OSError, ValueError) as error:  # PIL's UnidentifiedImageError and truncated files are OSErrors
-        raise SystemExit(f"evf predict-video: cannot read frame {path}: {error}") from error
+        return read_image(path)
+    except ImageReadError as error:
+        raise SystemExit(f"evf predict-video: {error}") from error
 
 
 def load_model(model: Path, ckpt: Path | None, tokenizer: Path | None) -> tuple[EvfModel, Path]:
@@ -176,11 +172,7 @@ def tokenize(prompt: str, tokenizer: Path, vocab_size: int) -> list[int]:
 
 def write_mask_and_overlay(image: np.ndarray, mask: np.ndarray, output: Path, name: str) -> Path:
     """OUTPUT/masks/NAME.png (0 or 255) and OUTPUT/overlays/NAME.png (the mask painted over the frame)."""
-    from PIL import Image
+    from evf_lightning.serve.overlay import paint_mask, write_image, write_mask
 
-    colour = np.array(OVERLAY_RGB, dtype=np.float32)
-    painted = np.where(mask[..., None], (1 - OVERLAY_ALPHA) * image + OVERLAY_ALPHA * colour, image)
-    Image.fromarray(painted.round().astype(np.uint8)).save(output / "overlays" / f"{name}.png")
-    path = output / "masks" / f"{name}.png"
-    Image.fromarray(mask.astype(np.uint8) * 255).save(path)
-    return path
+    write_image(paint_mask(image, mask), output / "overlays" / f"{name}.png")
+    return write_mask(mask, output / "masks" / f"{name}.png")

@@ -65,13 +65,7 @@ def collate_expressions(items: list[ExpressionItem | None], pad_token_id: int = 
     kept = [item for item in items if item is not None]
     if not kept:
         raise RuntimeError(f"every sample of a batch of {len(items)} was skipped as unreadable; see the log")
-    token_ids = [ids for item in kept for ids in item.token_ids]
-    length = max(len(ids) for ids in token_ids)
-    input_ids = torch.full((len(token_ids), length), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(token_ids), length), dtype=torch.bool)
-    for row, ids in enumerate(token_ids):
-        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[row, : len(ids)] = True
+    input_ids, attention_mask = pad_token_ids([ids for item in kept for ids in item.token_ids], pad_token_id)
     image_index = torch.cat([torch.full((len(item.token_ids),), i, dtype=torch.long) for i, item in enumerate(kept)])
     cached = None
     if kept[0].cached_features is not None:
@@ -89,3 +83,14 @@ def collate_expressions(items: list[ExpressionItem | None], pad_token_id: int = 
         num_skipped=len(items) - len(kept),
         cached_features=cached,
     )
+
+
+def pad_token_ids(token_ids: list[list[int]], pad_token_id: int) -> tuple[Tensor, Tensor]:
+    """Right-padded ids [N, L] and their attention mask [N, L] (True on tokens), L the longest sequence."""
+    length = max(len(ids) for ids in token_ids)
+    input_ids = torch.full((len(token_ids), length), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(token_ids), length), dtype=torch.bool)
+    for row, ids in enumerate(token_ids):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, : len(ids)] = True
+    return input_ids, attention_mask

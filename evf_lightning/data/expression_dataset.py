@@ -124,7 +124,7 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
         return ExpressionItem(
             sam_pixels=sam_pixels,
             beit_pixels=self.beit_preprocess(sample.image),
-            token_ids=[self._tokenize(text, sample.source) for text in texts],
+            token_ids=[tokenize_expression(self.tokenizer, text, sample.source) for text in texts],
             masks=torch.from_numpy(np.ascontiguousarray(sample.masks)),
             resized_hw=resized_hw,
             texts=texts,
@@ -132,15 +132,17 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
             cached_features=cached,
         )
 
-    def _tokenize(self, text: str, source: str) -> list[int]:
-        encoded = self.tokenizer(text, return_special_tokens_mask=True)
-        ids = encoded["input_ids"]
-        if all(encoded["special_tokens_mask"]):
-            raise EmptyExpressionError(
-                f"expression {text!r} of {source} tokenises to special tokens only (such as <s> </s>); "
-                "fix the annotation or run with data.on_bad_sample=skip"
-            )
-        return ids
+
+def tokenize_expression(tokenizer: TextTokenizer, text: str, source: str) -> list[int]:
+    """Token ids of one expression as the model reads it, with its special tokens; an expression with nothing
+    but special tokens gives the model no prompt, and the error names where it came from."""
+    encoded = tokenizer(text, return_special_tokens_mask=True)
+    if all(encoded["special_tokens_mask"]):
+        raise EmptyExpressionError(
+            f"expression {text!r} of {source} tokenises to special tokens only (such as <s> </s>); "
+            "fix the annotation or run with data.on_bad_sample=skip"
+        )
+    return encoded["input_ids"]
 
 
 def choose_expressions(count: int, limit: int | None, seed: int, draw: Draw) -> list[int]:

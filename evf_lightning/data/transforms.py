@@ -22,6 +22,7 @@ from the ones the released models were trained on, so albumentations is not used
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -180,3 +181,22 @@ def upscale_mask_logits(
         logits = logits[..., :height, :width]
     logits = F.interpolate(logits, size=tuple(original_hw), mode="bilinear", align_corners=False)
     return logits[:, 0]
+
+
+def upscale_batch_logits(
+    low_res: Tensor,
+    image_index: Tensor,
+    resized_hw: Sequence[tuple[int, int]],
+    original_hw: Sequence[tuple[int, int]],
+    input_size: int,
+    resize: SamResize = "longest_pad",
+) -> list[Tensor]:
+    """A batch's low-resolution logits [N, h, w] -> per image, its expressions' fp32 logits [n_i, H_i, W_i].
+
+    Expression n belongs to image `image_index[n]`; training, evaluation and prediction all cut a batch back into
+    images here, so a mask predicted for a user's image is the one evaluation would score.
+    """
+    return [
+        upscale_mask_logits(low_res[image_index == i], input_size, resized_hw[i], original_hw[i], resize)
+        for i in range(len(original_hw))
+    ]

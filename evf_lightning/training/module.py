@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from evf_lightning.data.batch import ReferBatch
-from evf_lightning.data.transforms import upscale_mask_logits
+from evf_lightning.data.transforms import upscale_batch_logits
 from evf_lightning.hub.pretrained import PretrainedWeights, load_pretrained
 from evf_lightning.models.evf import EvfModel, EvfModelConfig
 from evf_lightning.training.embedding_cache import check_cache_matches, features_from_cache
@@ -88,19 +88,10 @@ class EvfLitModule(LightningModule):
     def full_resolution_logits(self, batch: ReferBatch, low_res: Tensor) -> list[Tensor]:
         """Per image, its expressions' logits at the image's original size [n_i, H_i, W_i]."""
         backbone = self.config.image_backbone
-        out = []
-        for i, masks in enumerate(batch.masks):
-            logits = low_res[batch.image_index == i]
-            out.append(
-                upscale_mask_logits(
-                    logits.float(),
-                    input_size=backbone.image_size,
-                    resized_hw=batch.resized_hw[i],
-                    original_hw=tuple(masks.shape[-2:]),
-                    resize=backbone.resize,
-                )
-            )
-        return out
+        original = [tuple(masks.shape[-2:]) for masks in batch.masks]
+        return upscale_batch_logits(
+            low_res, batch.image_index, batch.resized_hw, original, backbone.image_size, backbone.resize
+        )
 
     # ----- steps ----------------------------------------------------------------------------------
     def training_step(self, batch: ReferBatch, batch_idx: int) -> Tensor:

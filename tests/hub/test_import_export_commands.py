@@ -17,62 +17,29 @@ REPO = Path(__file__).resolve().parents[2]
 TOKENIZER_FILES = ("sentencepiece.bpe.model", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def fit_args(synth_root: Path, *more: str) -> list[str]:
-    return [
-        "--config",
-        str(REPO / "configs/experiments/quickstart.yaml"),
-        "--data.root",
-        str(synth_root),
-        "--data.tokenizer",
-        str(synth_root / "tokenizer"),
-        "--data.num_workers",
-        "0",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.enable_model_summary",
-        "false",
-        *more,
-    ]
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, synth_root) -> dict:
-    """A real two-step `evf fit` of the quickstart model: its checkpoint and run folder."""
-    folder = tmp_path_factory.mktemp("fit")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
-        patch.chdir(folder)
-        limits = ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1"]
-        main(["fit", *fit_args(synth_root, *limits)])
-    (ckpt,) = folder.glob("runs/*/*/checkpoints/last.ckpt")
-    checkpoint = torch.load(ckpt, weights_only=True)
-    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
-    return {"folder": folder, "ckpt": ckpt, "state": state, "run_config": ckpt.parent.parent / "config.yaml"}
-
-
-def test_export_writes_the_trained_weights_config_and_tokenizer(tmp_path, run, synth_root, capsys):
+def test_export_writes_the_trained_weights_config_and_tokenizer(tmp_path, trained_run, synth_root, capsys):
     out = tmp_path / "official"
-    main(["export", str(run["ckpt"]), str(out)])
+    main(["export", str(trained_run["ckpt"]), str(out)])
     printed = capsys.readouterr().out
     assert f"{out}: 5 files" in printed and "sizes are not a published preset" in printed
     assert sorted(p.name for p in out.iterdir()) == sorted([CONFIG_FILE, "model.safetensors", *TOKENIZER_FILES])
     written = read_state_dict(out)
-    official = name_map("sam").to_official(run["state"])
+    official = name_map("sam").to_official(trained_run["state"])
     assert set(written) == set(official)
     for key, tensor in official.items():
         assert written[key].dtype == torch.float32 and torch.equal(written[key], tensor), key
     # The model config is the run's, read from the config.yaml `evf fit` wrote (the checkpoint has no hparams).
-    run_model = yaml.safe_load(run["run_config"].read_text())["model"]["model"]
+    run_model = yaml.safe_load(trained_run["run_config"].read_text())["model"]["model"]
     assert json.loads((out / CONFIG_FILE).read_text())[OUR_FIELD] == config_to_dict(config_from_dict(run_model, "run"))
     for name in TOKENIZER_FILES:
         assert (out / name).read_bytes() == (synth_root / "tokenizer" / name).read_bytes(), name
 
 
-def test_import_writes_a_model_yaml_and_a_fine_tune_command_that_starts_from_the_weights(tmp_path, run, capsys):
+def test_import_writes_a_model_yaml_and_a_fine_tune_command_that_starts_from_the_weights(tmp_path, trained_run, capsys):
     from evf_lightning.training.lightning_cli import EvfCLI
 
     official, imported = tmp_path / "official", tmp_path / "imported"
-    main(["export", str(run["ckpt"]), str(official)])
+    main(["export", str(trained_run["ckpt"]), str(official)])
     main(["import", str(official), str(imported), "--experiment", str(REPO / "configs/experiments/quickstart.yaml")])
     printed = capsys.readouterr().out
     assert f"{official}: loads strictly (269 tensors, 575,176 values)" in printed
@@ -81,7 +48,7 @@ def test_import_writes_a_model_yaml_and_a_fine_tune_command_that_starts_from_the
     assert command[command.index("--model.init.evf") + 1] == str(official)
     model_yaml = imported / "model.yaml"
     assert command[command.index("--model.model") + 1] == str(model_yaml)
-    run_model = yaml.safe_load(run["run_config"].read_text())["model"]["model"]
+    run_model = yaml.safe_load(trained_run["run_config"].read_text())["model"]["model"]
     assert config_from_dict(yaml.safe_load(model_yaml.read_text()), "model.yaml") == config_from_dict(run_model, "run")
     # The printed command, as `evf fit` parses it, builds the model from the trained weights.
     with pytest.MonkeyPatch.context() as patch:
@@ -89,24 +56,36 @@ def test_import_writes_a_model_yaml_and_a_fine_tune_command_that_starts_from_the
         patch.chdir(tmp_path)
         cli = EvfCLI(args=[*command[2:], "--data.root", str(tmp_path)], run=False)
     for key, tensor in cli.model.model.state_dict().items():
-        assert torch.equal(tensor, run["state"][key]), key
+        assert torch.equal(tensor, trained_run["state"][key]), key
 
 
-def test_export_options_bin_shards_and_float16(tmp_path, run):
+def test_export_options_bin_shards_and_float16(tmp_path, trained_run):
     out = tmp_path / "official"
-    main(["export", str(run["ckpt"]), str(out), "--format", "bin", "--max_shard_size", "1MB", "--dtype", "float16"])
+    main(
+        [
+            "export",
+            str(trained_run["ckpt"]),
+            str(out),
+            "--format",
+            "bin",
+            "--max_shard_size",
+            "1MB",
+            "--dtype",
+            "float16",
+        ]
+    )
     names = sorted(p.name for p in out.iterdir())
     shards = [name for name in names if name.startswith("pytorch_model-")]
     assert shards == ["pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin"]  # 1.15 MB in fp16
     assert "pytorch_model.bin.index.json" in names and "model.safetensors" not in names
     assert json.loads((out / CONFIG_FILE).read_text())["torch_dtype"] == "float16"
     written = read_state_dict(out)
-    for key, tensor in name_map("sam").to_official(run["state"]).items():
+    for key, tensor in name_map("sam").to_official(trained_run["state"]).items():
         assert written[key].dtype == torch.float16 and torch.equal(written[key], tensor.half()), key
 
 
-def test_export_finds_the_config_in_hyper_parameters_or_from_the_config_option(tmp_path, run, synth_root):
-    checkpoint = torch.load(run["ckpt"], weights_only=True)
+def test_export_finds_the_config_in_hyper_parameters_or_from_the_config_option(tmp_path, trained_run, synth_root):
+    checkpoint = torch.load(trained_run["ckpt"], weights_only=True)
     alone = tmp_path / "alone.ckpt"  # no run folder next to it
     torch.save(checkpoint, alone)
     with pytest.raises(SystemExit, match=r"has no hyper-parameters and neither .* exists; pass --run_config"):
@@ -122,7 +101,7 @@ def test_export_finds_the_config_in_hyper_parameters_or_from_the_config_option(t
             *tokenizer,
         ]
     )
-    run_model = yaml.safe_load(run["run_config"].read_text())["model"]["model"]
+    run_model = yaml.safe_load(trained_run["run_config"].read_text())["model"]["model"]
     checkpoint["hyper_parameters"] = {"model": run_model}
     torch.save(checkpoint, alone)
     main(["export", str(alone), str(tmp_path / "c"), *tokenizer])
@@ -132,16 +111,24 @@ def test_export_finds_the_config_in_hyper_parameters_or_from_the_config_option(t
     )
 
 
-def test_export_refuses_a_model_yaml_without_a_tokenizer_and_a_config_that_does_not_fit(tmp_path, run, synth_root):
+def test_export_refuses_a_model_yaml_without_a_tokenizer_and_a_config_that_does_not_fit(
+    tmp_path, trained_run, synth_root
+):
     with pytest.raises(SystemExit, match=r"evf_tiny\.yaml names no data\.tokenizer; pass --tokenizer"):
         main(
-            ["export", str(run["ckpt"]), str(tmp_path / "a"), "--run_config", str(REPO / "configs/model/evf_tiny.yaml")]
+            [
+                "export",
+                str(trained_run["ckpt"]),
+                str(tmp_path / "a"),
+                "--run_config",
+                str(REPO / "configs/model/evf_tiny.yaml"),
+            ]
         )
     from evf_lightning.hub.pretrained import CheckpointMismatchError
 
     full_size = ["--run_config", str(REPO / "configs/model/evf_sam.yaml"), "--tokenizer", str(synth_root / "tokenizer")]
     with pytest.raises(CheckpointMismatchError, match=r"last\.ckpt do not fit the configured model: 1300 missing"):
-        main(["export", str(run["ckpt"]), str(tmp_path / "b"), *full_size])
+        main(["export", str(trained_run["ckpt"]), str(tmp_path / "b"), *full_size])
     assert not (tmp_path / "b").exists()
 
 
@@ -152,8 +139,8 @@ def test_verbs_are_in_the_evf_usage(capsys):
     assert re.search(r"^  export +Write a checkpoint of `evf fit` as an official EVF-SAM folder", usage, re.MULTILINE)
 
 
-def test_import_of_a_folder_without_weights_names_the_folder(tmp_path, run):
-    main(["export", str(run["ckpt"]), str(tmp_path / "official")])
+def test_import_of_a_folder_without_weights_names_the_folder(tmp_path, trained_run):
+    main(["export", str(trained_run["ckpt"]), str(tmp_path / "official")])
     (tmp_path / "official" / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match=r"official has none of \('model\.safetensors'"):
         main(["import", str(tmp_path / "official"), str(tmp_path / "imported")])
