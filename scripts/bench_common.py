@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import resource
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,20 @@ from evf_lightning.models.evf import EvfModelConfig
 from evf_lightning.models.prompt_encoder import Beit3PromptConfig
 from evf_lightning.models.sam import SamBackboneConfig
 
+# --sam choices: the three SAM ViT sizes, by the names segment-anything gives them.
+SAM_SIZES = {"vit_b": SamBackboneConfig.vit_b, "vit_l": SamBackboneConfig.vit_l, "vit_h": SamBackboneConfig.vit_h}
 
-def real_size_config(attn_implementation: str = "sdpa") -> EvfModelConfig:
-    """SAM ViT-B at 1024 px + BEiT-3-B at 224 px: the smallest published-size EVF with a SAM encoder."""
-    backbone = SamBackboneConfig(attn_implementation=attn_implementation)
+
+def real_size_config(attn_implementation: str = "sdpa", sam: str = "vit_b") -> EvfModelConfig:
+    """SAM at 1024 px + BEiT-3-B at 224 px. ViT-B is the smallest published-size EVF with a SAM encoder; ViT-H
+    with BEiT-3-B is the paper's Table 5 ablation size, and ViT-H is the SAM of the released EVF-SAM."""
+    backbone = replace(SAM_SIZES[sam](), attn_implementation=attn_implementation)
     return EvfModelConfig(backbone, Beit3PromptConfig(Beit3Config.base()))
+
+
+def describe(sam: str) -> str:
+    """The model's name in reports, e.g. 'SAM ViT-H 1024 + BEiT-3-B 224'."""
+    return f"SAM ViT-{sam[-1].upper()} 1024 + BEiT-3-B 224"
 
 
 def peak_memory_mb(device: str) -> float:

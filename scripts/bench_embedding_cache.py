@@ -1,14 +1,15 @@
 """Training with vs without the embedding cache at a real size, and the cache build's throughput, in one run.
 
-SAM ViT-B at 1024 px + BEiT-3-B at 224 px (random init), the released recipe's trainable parts (image encoder
-frozen), on generated RefCOCO-format data. Three fresh processes, so each peak memory is its own:
+SAM at 1024 px (ViT-B by default; --sam vit_h for the released EVF-SAM's SAM) + BEiT-3-B at 224 px (random init),
+the released recipe's trainable parts (image encoder frozen), on generated RefCOCO-format data. Three fresh
+processes, so each peak memory is its own:
 - build: `build_embedding_cache` over the train images (images/s);
 - train without the cache: `Trainer.fit`, each step preprocesses SAM pixels and encodes them;
 - train with the cache: the same steps from the cached features.
 Step time is measured between consecutive batch ends (data loading included), after --warmup steps.
 
     .venv/bin/python scripts/bench_embedding_cache.py [--device cpu|cuda] [--images 6] [--batch-size 2]
-        [--steps 3] [--precision 32-true|bf16-mixed] [--out runs/bench/embedding_cache]
+        [--steps 3] [--sam vit_b|vit_l|vit_h] [--precision 32-true|bf16-mixed] [--out runs/bench/embedding_cache]
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_common import peak_memory_mb, real_size_config, write_report
+from bench_common import SAM_SIZES, describe, peak_memory_mb, real_size_config, write_report
 from lightning import Callback, Trainer
 
 from evf_lightning.data.datamodule import EvfDataModule
@@ -59,13 +60,13 @@ def data_module(root: Path, batch_size: int, cache: Path | None) -> EvfDataModul
     )
 
 
-def module() -> EvfLitModule:
+def module(sam: str) -> EvfLitModule:
     torch.manual_seed(0)  # the same weights in every process, as the cache identity requires
-    return EvfLitModule(real_size_config())
+    return EvfLitModule(real_size_config(sam=sam))
 
 
 def child_build(args: argparse.Namespace) -> dict[str, float]:
-    model = module()
+    model = module(args.sam)
     data = data_module(args.workdir, args.batch_size, None)
     start = time.perf_counter()
     summary = build_embedding_cache(
@@ -97,7 +98,7 @@ def child_train(args: argparse.Namespace, cached: bool) -> dict[str, float]:
         callbacks=[clock],
     )
     cache = args.workdir / "cache" if cached else None
-    trainer.fit(module(), data_module(args.workdir, args.batch_size, cache))
+    trainer.fit(module(args.sam), data_module(args.workdir, args.batch_size, cache))
     timed = clock.ends[args.warmup - 1 :]
     seconds = (timed[-1] - timed[0]) / args.steps
     images = args.batch_size
@@ -113,7 +114,7 @@ def child_train(args: argparse.Namespace, cached: bool) -> dict[str, float]:
 def run_child(args: argparse.Namespace, mode: str) -> dict[str, float]:
     command = [sys.executable, __file__, "--child", mode, "--workdir", str(args.workdir), "--device", args.device]
     command += ["--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup)]
-    command += ["--precision", args.precision]
+    command += ["--precision", args.precision, "--sam", args.sam]
     out = subprocess.run(command, check=True, capture_output=True, text=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"{mode}: {result}", flush=True)  # each figure as soon as it is measured: a long run may be cut short
@@ -128,6 +129,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per mode")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--precision", default="32-true", help="Lightning trainer precision")
+    parser.add_argument("--sam", choices=sorted(SAM_SIZES), default="vit_b", help="SAM image encoder size")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/embedding_cache"))
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--child", choices=["build", "train", "train_cached"], help=argparse.SUPPRESS)
@@ -144,7 +146,7 @@ def main() -> None:
     plain, cached, build = results["train"], results["train_cached"], results["build"]
     results["speedup_per_step"] = plain["s_per_step"] / cached["s_per_step"]
     results["setup"] = {k: str(v) for k, v in vars(args).items() if k not in ("child", "workdir")}
-    results["setup"]["model"] = "SAM ViT-B 1024 + BEiT-3-B 224, random init, image encoder frozen"
+    results["setup"]["model"] = f"{describe(args.sam)}, random init, image encoder frozen"
     header = ["", "s/step", "steps/s", "images/s", "expressions/s", "peak MB"]
     rows = [
         [name, f"{r['s_per_step']:.3f}", f"{r['steps_per_s']:.3f}", f"{r['images_per_s']:.2f}",
@@ -155,7 +157,8 @@ def main() -> None:
     rows.append([f"cache build ({build['images']} images)", "", "", f"{build['images_per_s']:.2f}", "",
                  f"{build['peak_mb']:.0f}"])  # fmt: skip
     print(write_report(args.out, results, header, rows))
-    print(f"({args.device}, precision {args.precision}, batch {args.batch_size} images, {args.steps} timed steps)")
+    print(f"({describe(args.sam)}, {args.device}, precision {args.precision}, batch {args.batch_size} images, "
+          f"{args.steps} timed steps)")  # fmt: skip
 
 
 if __name__ == "__main__":
