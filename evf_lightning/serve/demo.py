@@ -2,7 +2,8 @@
 
 The page predicts through `Predictor`, so what it shows is what `evf predict-image` writes and what evaluation
 scored. It is served on this machine only and reaches nothing outside it: no Gradio analytics, no share tunnel,
-no web fonts (the theme uses the system's), no server-side rendering process.
+no server-side rendering process; Gradio 6 serves its theme's fonts itself (tests/serve/test_demo.py refuses and
+fails on any request the page makes to another host).
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ SUMMARY_ID = "summary"
 
 NO_IMAGE = "No image: upload one first."
 NO_PROMPT = 'No prompt: type what to segment, one referring expression per line, e.g. "the red circle".'
-SYSTEM_FONTS = ("ui-sans-serif", "system-ui", "sans-serif")
-MONO_FONTS = ("ui-monospace", "monospace")
 
 
 def _gradio():
@@ -91,8 +90,6 @@ def build_demo(predictor: Predictor) -> gr.Blocks:
 def launch_demo(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> str:
     """Serve `demo` on host:port and return its URL; `block` serves until interrupted (the CLI), else returns
     at once (tests). Errors are shown in the page; the server stays up."""
-    gr = _gradio()
-    theme = gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS)
     _, url, _ = demo.launch(
         server_name=host,
         server_port=port,
@@ -102,6 +99,5 @@ def launch_demo(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860, b
         ssr_mode=False,
         pwa=False,
         mcp_server=False,
-        theme=theme,
     )
     return url

@@ -111,9 +111,13 @@ def test_the_page_shows_the_masks_evaluation_gives(page, evaluated):
 
 
 def test_bad_input_is_shown_and_the_server_keeps_serving(page, evaluated, tmp_path):
-    from evf_lightning.serve.demo import NO_PROMPT
+    """No image, a blank prompt box, a file that is no image: each is shown in the page; then a good request works."""
+    from evf_lightning.serve.demo import NO_IMAGE, NO_PROMPT
 
     item = evaluated[0]
+    page.locator("#prompts textarea").fill(item["texts"][0])
+    page.locator("#segment").click()
+    page.get_by_text(NO_IMAGE).wait_for()
     segment(page, item["path"], "  \n")
     page.get_by_text(NO_PROMPT).wait_for()
     broken = tmp_path / "broken.png"
