@@ -38,4 +38,7 @@ def demo(
         predictor = load_predictor(model, family=family, tokenizer=tokenizer, run_config=run_config, device=device)
     except ModelSourceError as error:
         raise SystemExit(f"evf demo: {error}") from error
-    launch_demo(build_demo(predictor), host=host, port=port, block=True)
+    page = build_demo(predictor)
+    url = launch_demo(page, host=host, port=port)
+    print(f"evf demo: {predictor.source} at {url} (Ctrl-C stops)", flush=True)
+    page.block_thread()

@@ -87,15 +87,16 @@ def build_demo(predictor: Predictor) -> gr.Blocks:
     return demo
 
 
-def launch_demo(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> str:
-    """Serve `demo` on host:port and return its URL; `block` serves until interrupted (the CLI), else returns
-    at once (tests). Errors are shown in the page; the server stays up."""
+def launch_demo(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860) -> str:
+    """Start serving `demo` on host:port in the background and return its URL (`demo.block_thread()` waits for
+    Ctrl-C, `demo.close()` stops it). Errors are shown in the page; the server stays up."""
     _, url, _ = demo.launch(
         server_name=host,
         server_port=port,
         share=False,
         show_error=True,
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
+        quiet=True,  # Gradio's banner would suggest share=True, which this page never uses
         ssr_mode=False,
         pwa=False,
         mcp_server=False,

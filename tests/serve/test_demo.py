@@ -3,6 +3,7 @@ input is shown in the page, the server keeps serving, and the page asks nothing 
 
 import io
 import os
+import re
 import shutil
 import socket
 from collections.abc import Iterator
@@ -41,8 +42,9 @@ def demo_url(trained_run: dict) -> Iterator[str]:
     from evf_lightning.serve.demo import build_demo, launch_demo
 
     demo = build_demo(load_predictor(trained_run["ckpt"], device="cpu"))
-    url = launch_demo(demo, host=LOOPBACK, port=free_port(), block=False)
+    url = launch_demo(demo, host=LOOPBACK, port=free_port())
     assert urlsplit(url).hostname == LOOPBACK
+    assert not demo.analytics_enabled and demo.share_url is None
     yield url
     demo.close()
 
@@ -127,3 +129,10 @@ def test_bad_input_is_shown_and_the_server_keeps_serving(page, evaluated, tmp_pa
     segment(page, item["path"], item["texts"][0])
     (shown,) = shown_masks(page, 1)
     np.testing.assert_array_equal(shown == 255, item["masks"][0])
+
+
+def test_the_verb_names_a_bad_model_before_serving(tmp_path):
+    from evf_lightning.cli import main
+
+    with pytest.raises(SystemExit, match=re.escape(f"evf demo: {tmp_path} is neither an exported model folder")):
+        main(["demo", "--model", str(tmp_path), "--port", str(free_port())])
