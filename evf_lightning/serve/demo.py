@@ -29,6 +29,8 @@ OVERLAYS_ID = "overlays"
 MASKS_ID = "masks"
 SUMMARY_ID = "summary"
 
+# Gradio's "share" button posts outputs to Hugging Face; this page keeps everything on this machine.
+GALLERY_BUTTONS = ["download", "download_all", "fullscreen"]
 NO_IMAGE = "No image: upload one first."
 NO_PROMPT = 'No prompt: type what to segment, one referring expression per line, e.g. "the red circle".'
 
@@ -73,15 +75,25 @@ def build_demo(predictor: Predictor) -> gr.Blocks:
         gr.Markdown(f"# EVF-SAM: segment what the text names\nModel: `{predictor.source}`")
         with gr.Row():
             with gr.Column():
-                image = gr.Image(label="Image", type="filepath", image_mode=None, elem_id=IMAGE_ID)
+                image = gr.Image(
+                    label="Image", type="filepath", image_mode=None, buttons=["fullscreen"], elem_id=IMAGE_ID
+                )
                 prompts = gr.Textbox(
                     label="Prompts (one per line)", lines=3, placeholder="the red circle", elem_id=PROMPTS_ID
                 )
                 button = gr.Button("Segment", variant="primary", elem_id=BUTTON_ID)
             with gr.Column():
                 # PNG, not Gradio's default WebP: a mask must come back exactly as predicted.
-                overlays = gr.Gallery(label="Overlays", format="png", columns=1, elem_id=OVERLAYS_ID)
-                masks = gr.Gallery(label="Masks (PNG, 255 on the object)", format="png", columns=2, elem_id=MASKS_ID)
+                overlays = gr.Gallery(
+                    label="Overlays", format="png", columns=1, buttons=GALLERY_BUTTONS, elem_id=OVERLAYS_ID
+                )
+                masks = gr.Gallery(
+                    label="Masks (PNG, 255 on the object)",
+                    format="png",
+                    columns=2,
+                    buttons=GALLERY_BUTTONS,
+                    elem_id=MASKS_ID,
+                )
                 summary = gr.Markdown(elem_id=SUMMARY_ID)
         button.click(lambda path, text: segment(predictor, path, text), [image, prompts], [overlays, masks, summary])
     return demo

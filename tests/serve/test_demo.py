@@ -112,6 +112,9 @@ def test_the_page_shows_the_masks_evaluation_gives(page, evaluated):
         assert set(np.unique(shown)) <= {0, 255}
         np.testing.assert_array_equal(shown == 255, expected)
     assert page.locator("#overlays img").count() == len(item["texts"])
+    summary = page.locator("#summary").inner_text()
+    for text, expected in zip(item["texts"], item["masks"], strict=True):
+        assert f"{text!r}: {100 * expected.mean():.1f}% of the image" in summary
 
 
 @needs_chromium
