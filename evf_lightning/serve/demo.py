@@ -12,10 +12,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from evf_lightning.serve.images import ImageReadError, read_image
-from evf_lightning.serve.overlay import overlay_with_caption
+from evf_lightning.serve.overlay import mask_image, overlay_with_caption
 from evf_lightning.serve.predictor import Predictor, PromptError
 
 if TYPE_CHECKING:
@@ -63,7 +61,7 @@ def segment(predictor: Predictor, image_path: str | None, prompts_text: str) -> 
         raise gr.Error(str(error)) from error
     pairs = list(zip(prompts, predictor.predict(pixels, prompts), strict=True))
     overlays = [(overlay_with_caption(pixels, mask, text), text) for text, mask in pairs]
-    binary = [(mask.astype(np.uint8) * 255, text) for text, mask in pairs]
+    binary = [(mask_image(mask), text) for text, mask in pairs]
     summary = "\n".join(f"- {text!r}: {100 * mask.mean():.1f}% of the image" for text, mask in pairs)
     return overlays, binary, summary
 

@@ -13,6 +13,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from evf_lightning.serve.demo import (
+    BUTTON_ID,
+    IMAGE_ID,
+    MASKS_ID,
+    NO_IMAGE,
+    NO_PROMPT,
+    OVERLAYS_ID,
+    PROMPTS_ID,
+    SUMMARY_ID,
+    build_demo,
+    launch_demo,
+)
 from evf_lightning.serve.predictor import load_predictor
 
 # Debian's chromium (`apt-get install chromium`); EVF_TEST_CHROMIUM points elsewhere on other systems.
@@ -43,8 +55,6 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def demo_url(trained_run: dict) -> Iterator[str]:
     """The demo of the trained run's checkpoint, served in this process on a free loopback port."""
-    from evf_lightning.serve.demo import build_demo, launch_demo
-
     demo = build_demo(load_predictor(trained_run["ckpt"], device="cpu"))
     url = launch_demo(demo, host=LOOPBACK, port=free_port())
     assert urlsplit(url).hostname == LOOPBACK
@@ -88,14 +98,14 @@ def page(browser, demo_url: str) -> Iterator:
 
 
 def segment(page, image, prompts: str) -> None:
-    page.locator("#image input[type=file]").set_input_files(str(image))
-    page.locator("#prompts textarea").fill(prompts)
-    page.locator("#segment").click()
+    page.locator(f"#{IMAGE_ID} input[type=file]").set_input_files(str(image))
+    page.locator(f"#{PROMPTS_ID} textarea").fill(prompts)
+    page.locator(f"#{BUTTON_ID}").click()
 
 
 def shown_masks(page, count: int) -> list[np.ndarray]:
     """The mask images the page shows, fetched through the page from their img src, once `count` are there."""
-    images = page.locator("#masks img")
+    images = page.locator(f"#{MASKS_ID} img")
     images.nth(count - 1).wait_for()
     sources = [images.nth(index).get_attribute("src") for index in range(images.count())]
     assert len(sources) == count
@@ -111,8 +121,8 @@ def test_the_page_shows_the_masks_evaluation_gives(page, evaluated):
     for shown, expected in zip(masks, item["masks"], strict=True):
         assert set(np.unique(shown)) <= {0, 255}
         np.testing.assert_array_equal(shown == 255, expected)
-    assert page.locator("#overlays img").count() == len(item["texts"])
-    summary = page.locator("#summary").inner_text()
+    assert page.locator(f"#{OVERLAYS_ID} img").count() == len(item["texts"])
+    summary = page.locator(f"#{SUMMARY_ID}").inner_text()
     for text, expected in zip(item["texts"], item["masks"], strict=True):
         assert f"{text!r}: {100 * expected.mean():.1f}% of the image" in summary
 
@@ -120,11 +130,9 @@ def test_the_page_shows_the_masks_evaluation_gives(page, evaluated):
 @needs_chromium
 def test_bad_input_is_shown_and_the_server_keeps_serving(page, evaluated, tmp_path):
     """No image, a blank prompt box, a file that is no image: each is shown in the page; then a good request works."""
-    from evf_lightning.serve.demo import NO_IMAGE, NO_PROMPT
-
     item = evaluated[0]
-    page.locator("#prompts textarea").fill(item["texts"][0])
-    page.locator("#segment").click()
+    page.locator(f"#{PROMPTS_ID} textarea").fill(item["texts"][0])
+    page.locator(f"#{BUTTON_ID}").click()
     page.get_by_text(NO_IMAGE).wait_for()
     segment(page, item["path"], "  \n")
     page.get_by_text(NO_PROMPT).wait_for()
