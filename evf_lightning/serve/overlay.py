@@ -33,10 +33,15 @@ def overlay_with_caption(image: np.ndarray, mask: np.ndarray, caption: str) -> n
     return np.array(out)
 
 
+def mask_image(mask: np.ndarray) -> np.ndarray:
+    """uint8 [H, W] of a bool mask: 255 on the object, 0 elsewhere, as mask files hold it."""
+    return mask.astype(np.uint8) * 255
+
+
 def write_mask(mask: np.ndarray, path: Path) -> Path:
-    """A binary mask PNG: 255 on the object, 0 elsewhere, the image's size."""
+    """A binary mask PNG (see `mask_image`), the image's size."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(mask.astype(np.uint8) * 255).save(path)
+    Image.fromarray(mask_image(mask)).save(path)
     return path
 
 
