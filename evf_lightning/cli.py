@@ -73,6 +73,12 @@ def _predict_image() -> Callable:
     return predict_image
 
 
+def _publish() -> Callable:
+    from evf_lightning.commands.publish import publish
+
+    return publish
+
+
 def _sweep() -> Callable:
     from evf_lightning.commands.sweep import sweep
 
@@ -99,6 +105,7 @@ OUR_VERBS: dict[str, dict[str, Callable[[], Callable]] | Callable[[], Callable]]
     "export": _export,
     "predict-image": _predict_image,
     "predict-video": _predict_video,
+    "publish": _publish,
     "sweep": _sweep,
     "compare": _compare,
     "cache": {"build": _cache_build},
