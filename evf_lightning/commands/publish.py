@@ -9,7 +9,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 # What the pyfunc needs to run, pinned to what registered it (explicit, so MLflow captures no environment).
-PYFUNC_PACKAGES = ("evf-lightning", "mlflow", "torch", "transformers", "safetensors", "sentencepiece", "pillow")
+PYFUNC_PACKAGES = (
+    "evf-lightning", "mlflow", "torch", "transformers", "safetensors", "sentencepiece", "pillow", "pydantic",
+)  # fmt: skip
 
 
 def publish(
@@ -43,7 +45,7 @@ def publish(
     from mlflow.exceptions import MlflowException
 
     from evf_lightning.commands.import_export import export_official
-    from evf_lightning.serve.pyfunc import MODEL_ARTIFACT, EvfPyfuncModel
+    from evf_lightning.serve.pyfunc import MODEL_ARTIFACT, MODEL_CODE
     from evf_lightning.tracking.logger import default_tracking_uri
     from evf_lightning.tracking.registry import experiment_name, register_pyfunc_version, run_checkpoint
     from evf_lightning.tracking.runs import RunLookupError, read_run
@@ -62,7 +64,7 @@ def publish(
         tracking_uri,
         record,
         name,
-        EvfPyfuncModel(),
+        MODEL_CODE,
         {MODEL_ARTIFACT: str(out.resolve())},
         pip_requirements(),
     )

@@ -64,12 +64,13 @@ def register_pyfunc_version(
     tracking_uri: str,
     run: Run,
     name: str,
-    python_model: mlflow.pyfunc.PythonModel,
+    model_code: Path,
     artifacts: Mapping[str, str],
     pip_requirements: Sequence[str],
 ) -> ModelVersion:
-    """Save `python_model` with `artifacts` as a pyfunc model under the run's artifacts and register it as a new
-    version of `name` (created if new), linked to the run and tagged with its metrics and tags.
+    """Save the pyfunc model that `model_code` builds (MLflow's models-from-code) with `artifacts` under the run's
+    artifacts and register it as a new version of `name` (created if new), linked to the run and tagged with its
+    metrics and tags.
 
     `pip_requirements` is given explicitly: MLflow then neither infers them (which imports and times the model)
     nor captures a conda or virtualenv environment.
@@ -80,7 +81,7 @@ def register_pyfunc_version(
     with tempfile.TemporaryDirectory() as staging:
         model_dir = Path(staging) / "model"
         mlflow.pyfunc.save_model(
-            model_dir, python_model=python_model, artifacts=dict(artifacts), pip_requirements=list(pip_requirements)
+            model_dir, python_model=str(model_code), artifacts=dict(artifacts), pip_requirements=list(pip_requirements)
         )
         client.log_artifacts(run_id, str(model_dir), path)
     try:

@@ -77,6 +77,21 @@ def test_a_published_version_predicts_in_a_fresh_process_what_the_predictor_pred
     np.testing.assert_array_equal(served[: len(texts)], expected)
     np.testing.assert_array_equal(served[-1], expected[0])  # the base64 row: the same image
 
+    # Bad rows are refused by name: MLflow checks them against the schema, the model decodes the image.
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+
+    from evf_lightning.serve.images import ImageReadError
+
+    mlflow.set_tracking_uri(server)
+    model = mlflow.pyfunc.load_model("models:/evf-tiny/1")
+    with pytest.raises(MlflowException, match="prompt"):
+        model.predict([{"image": str(item["path"])}])
+    with pytest.raises(ImageReadError, match=r"row 0: image 'no/such\.png' is neither an existing file nor base64"):
+        model.predict([{"image": "no/such.png", "prompt": texts[0]}])
+    with pytest.raises(ImageReadError, match=r"row 0: the image bytes do not decode"):
+        model.predict([{"image": base64.b64encode(b"not an image").decode(), "prompt": texts[0]}])
+
 
 def test_a_run_whose_checkpoint_file_is_gone_publishes_its_logged_checkpoint(tmp_path, trained_run, server, capsys):
     client = MlflowClient(server)
