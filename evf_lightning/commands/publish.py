@@ -58,7 +58,7 @@ def publish(
         with tempfile.TemporaryDirectory() as workdir:
             ckpt = run_checkpoint(tracking_uri, record, Path(workdir))
             export_official(ckpt, out, tracking_uri=tracking_uri)
-    except (RunLookupError, MlflowException) as error:
+    except (RunLookupError, MlflowException, FileExistsError) as error:
         raise SystemExit(f"evf publish: {error}") from error
     model_version = register_pyfunc_version(
         tracking_uri,
@@ -72,9 +72,7 @@ def publish(
     print(f"registered {name} version {number} (run {run}) in {tracking_uri}")
     print(f"load it with MLFLOW_TRACKING_URI={tracking_uri}:")
     print(f'  model = mlflow.pyfunc.load_model("models:/{name}/{number}")')
-    print(
-        '  masks = model.predict(pandas.DataFrame({"image": [PATH_OR_BASE64], "prompt": [TEXT]}))  # bool [H, W] each'
-    )
+    print('  masks = model.predict([{"image": PATH_OR_BASE64, "prompt": TEXT}])  # one bool [H, W] array per row')
     if hub_repo:
         push_to_hub(out, hub_repo, online)
     return number

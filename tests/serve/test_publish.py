@@ -113,10 +113,15 @@ def test_a_run_whose_checkpoint_file_is_gone_publishes_its_logged_checkpoint(tmp
     assert set(written) == set(official) and all(torch.equal(written[k], t) for k, t in official.items())
 
 
-def test_unknown_runs_and_runs_without_a_checkpoint_are_refused_by_name(server, trained_run):
+def test_unknown_runs_runs_without_a_checkpoint_and_used_folders_are_refused_by_name(tmp_path, server, trained_run):
     with pytest.raises(SystemExit, match=r"evf publish: MLflow at .* has no run '0123abc'"):
         main(["publish", "--run", "0123abc", "--tracking_uri", server])
     client = MlflowClient(server)
     empty = client.create_run(client.get_run(trained_run["run_id"]).info.experiment_id).info.run_id
     with pytest.raises(SystemExit, match=rf"run {empty} has no checkpoint: its tag {BEST_CHECKPOINT_TAG} is None"):
         main(["publish", "--run", empty, "--tracking_uri", server])
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "x").write_text("")
+    used = ["--out", str(tmp_path / "used")]
+    with pytest.raises(SystemExit, match=r"evf publish: .*used is not empty; export into a new folder"):
+        main(["publish", "--run", trained_run["run_id"], "--tracking_uri", server, *used])
