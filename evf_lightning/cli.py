@@ -79,6 +79,12 @@ def _demo() -> Callable:
     return demo
 
 
+def _publish() -> Callable:
+    from evf_lightning.commands.publish import publish
+
+    return publish
+
+
 def _sweep() -> Callable:
     from evf_lightning.commands.sweep import sweep
 
@@ -106,6 +112,7 @@ OUR_VERBS: dict[str, dict[str, Callable[[], Callable]] | Callable[[], Callable]]
     "predict-image": _predict_image,
     "predict-video": _predict_video,
     "demo": _demo,
+    "publish": _publish,
     "sweep": _sweep,
     "compare": _compare,
     "cache": {"build": _cache_build},

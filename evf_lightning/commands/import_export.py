@@ -6,11 +6,19 @@ pieces (a run's config and tokenizer, a checkpoint's weights) and report what th
 
 from __future__ import annotations
 
+import re
 import shlex
+import sys
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from evf_lightning.hub.model_card import ModelCardFacts
+    from evf_lightning.hub.run_checkpoint import RunCheckpoint
 
 MODEL_FILE = "model.yaml"
+# The LightningModule's init args a model card shows besides the model config.
+CARD_MODULE_KEYS = ("init", "trainable", "optimizer", "loss")
 
 
 def import_official(folder: Path, out: Path, experiment: Path | None = None) -> list[str]:
@@ -76,12 +84,15 @@ def export_official(
     format: Literal["safetensors", "bin"] = "safetensors",
     max_shard_size: str | None = None,
     dtype: Literal["float32", "float16", "bfloat16"] | None = None,
+    tracking_uri: str | None = None,
 ) -> list[str]:
     """Write a checkpoint of `evf fit` as an official EVF-SAM folder, which the official code loads.
 
     OUT gets config.json (model_type "evf" and the scale names of published sizes), every weight under
-    its official name, and the tokenizer files. The model config comes from --run_config if given, else
+    its official name, the tokenizer files and a README.md model card (variant, data, config, the metrics of
+    the checkpoint's MLflow run, how to load it). The model config comes from --run_config if given, else
     from the checkpoint's hyper-parameters, else from the config.yaml that `evf fit` wrote in the run folder.
+    A run that cannot be read leaves the card without metrics, with a warning; the export goes on.
 
     Args:
         ckpt: a Lightning checkpoint written by `evf fit` (runs/<experiment>/<run>/checkpoints/*.ckpt): a file,
@@ -93,12 +104,15 @@ def export_official(
         format: safetensors (model.safetensors) or bin (pytorch_model.bin).
         max_shard_size: split the weights into shards of at most this size (e.g. 2GB) plus an index file.
         dtype: cast floating weights to this type (the published checkpoints are float16); default: as saved.
+        tracking_uri: the MLflow store holding the checkpoint's run, for the card's metrics; default:
+            MLFLOW_TRACKING_URI, else mlflow.db in the working directory (as `evf fit` logs).
 
     Returns:
         The names of the files written.
     """
     import torch
 
+    from evf_lightning.hub.model_card import CARD_FILE, render_model_card
     from evf_lightning.hub.official_folder import FAMILIES, OfficialFolderError, save_official_folder, scale_names
     from evf_lightning.hub.run_checkpoint import RunCheckpointError, read_run_checkpoint
 
@@ -106,6 +120,7 @@ def export_official(
         run = read_run_checkpoint(ckpt, run_config, tokenizer)
     except (RunCheckpointError, OfficialFolderError) as error:
         raise SystemExit(f"evf export: {error}") from error
+    card = render_model_card(card_facts(run, ckpt, out, tracking_uri))
     names = save_official_folder(
         out,
         run.config,
@@ -115,6 +130,7 @@ def export_official(
         max_shard_size=max_shard_size,
         dtype=getattr(torch, dtype) if dtype else None,
         source=str(ckpt),
+        extra_files={CARD_FILE: card},
     )
     size = sum((out / name).stat().st_size for name in names)
     sam_scale, beit_scale = scale_names(run.config)
@@ -131,3 +147,50 @@ def export_official(
             "the official code cannot build this model; `evf import` and model.init.evf read it"
         )
     return names
+
+
+def card_facts(run: RunCheckpoint, ckpt: Path, out: Path, tracking_uri: str | None) -> ModelCardFacts:
+    """What the model card of `run` says; the metrics are those of the checkpoint's MLflow run, when it answers."""
+    from mlflow.exceptions import MlflowException
+
+    from evf_lightning.hub.model_card import ModelCardFacts
+    from evf_lightning.hub.official_folder import FAMILIES, config_to_dict, scale_names
+    from evf_lightning.serve.predictor import VARIANTS
+    from evf_lightning.tracking.logger import default_tracking_uri
+    from evf_lightning.tracking.runs import RunLookupError, read_run
+    from evf_lightning.training.resume import checkpoint_mlflow_run_id
+
+    family = run.config.image_backbone.family
+    sam_scale, beit_scale = scale_names(run.config)
+    tracking_uri = tracking_uri or default_tracking_uri()
+    run_id = checkpoint_mlflow_run_id(ckpt)
+    metrics, metrics_source = None, f"{ckpt} records no MLflow run"
+    if run_id is not None:
+        try:
+            metrics, metrics_source = read_run(tracking_uri, run_id).data.metrics, f"read from {tracking_uri}"
+        except (RunLookupError, MlflowException, OSError) as error:
+            metrics_source = f"run {run_id} could not be read ({error})"
+    if metrics is None:
+        print(f"evf export: warning: the model card has no metrics: {metrics_source}", file=sys.stderr)
+    init = run.module.get("init") or {}
+    evf_init = init.get("evf") if isinstance(init, dict) else None
+    return ModelCardFacts(
+        title=f"{out.name}: {VARIANTS[family]}, trained with evf-lightning",
+        family=family,
+        variant=VARIANTS[family],
+        official_model_type=FAMILIES[family].model_type,
+        sam_scale=sam_scale,
+        beit_scale=beit_scale,
+        parameters=sum(tensor.numel() for tensor in run.state.values()),
+        data={stage: run.data[stage] for stage in ("train", "val", "test") if stage in run.data},
+        config={"model": config_to_dict(run.config), **{k: run.module[k] for k in CARD_MODULE_KEYS if k in run.module}},
+        metrics=metrics,
+        metrics_source=metrics_source,
+        run_id=run_id,
+        base_model=evf_init if _is_hub_id(evf_init) else None,
+    )
+
+
+def _is_hub_id(name: str | None) -> bool:
+    """Whether an init.evf names a Hub repository (owner/name) rather than a local folder."""
+    return bool(name) and re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None and not Path(name).exists()

@@ -406,10 +406,12 @@ def save_official_folder(
     max_shard_size: int | str | None = None,
     dtype: torch.dtype | None = None,
     source: str = "the state dict",
+    extra_files: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Write config.json, the weights and the tokenizer files into `folder`, which must not hold files yet.
 
-    `state` is our state dict (EvfModel.state_dict()); `source` names it in errors. The folder is written
+    `state` is our state dict (EvfModel.state_dict()); `source` names it in errors; `extra_files` are text
+    files (name -> text) written with them, such as the model card. The folder is written
     next to its destination and renamed into place, so a failed export leaves nothing half-written.
     """
     folder = Path(folder)
@@ -433,6 +435,9 @@ def save_official_folder(
             if (Path(tokenizer) / name).is_file():
                 shutil.copyfile(Path(tokenizer) / name, staging / name)
                 names.append(name)
+        for name, text in (extra_files or {}).items():
+            (staging / name).write_text(text)
+            names.append(name)
         os.replace(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

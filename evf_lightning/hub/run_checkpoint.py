@@ -7,7 +7,8 @@ the tokenizer. `evf export`, `evf predict-image` and the demo all start from her
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,18 @@ class RunCheckpointError(ValueError):
 
 @dataclass(frozen=True)
 class RunCheckpoint:
-    """What a trained model is made of; `config_source` says where its config was read."""
+    """What a trained model is made of; `config_source` says where its config was read.
+
+    `module` (the LightningModule's init args: init, optimizer, loss, ...) and `data` (the DataModule's) are the
+    run config's sections, for the model card; empty when the config was given as a model YAML.
+    """
 
     state: dict[str, Tensor]
     config: EvfModelConfig
     config_source: str
     tokenizer: Path
+    module: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 def read_run_checkpoint(ckpt: Path, run_config: Path | None = None, tokenizer: Path | None = None) -> RunCheckpoint:
@@ -57,6 +64,8 @@ def read_run_checkpoint(ckpt: Path, run_config: Path | None = None, tokenizer: P
         config=config_from_dict(model_data, model_source),
         config_source=model_source,
         tokenizer=tokenizer or _run_tokenizer(document, run_config),
+        module=_optional_section(document, "model", run_config),
+        data=_optional_section(document, "data", run_config),
     )
 
 
@@ -105,6 +114,13 @@ def _section(document: dict[str, Any], key: str, path: Path) -> tuple[dict[str, 
     if not isinstance(value, dict):
         raise RunCheckpointError(f"{path} has no {key!r} section")
     return value, path
+
+
+def _optional_section(document: dict[str, Any], key: str, path: Path | None) -> dict[str, Any]:
+    """`document[key]` of a run or experiment config; empty for a model YAML (or no config)."""
+    if path is None or "image_backbone" in document or key not in document:
+        return {}
+    return _section(document, key, path)[0]
 
 
 def _model_section(document: dict[str, Any], path: Path) -> dict[str, Any]:

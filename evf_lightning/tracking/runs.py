@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
 
 from evf_lightning.tracking.run_record import BEST_CHECKPOINT_TAG
@@ -22,3 +27,19 @@ def latest_best_checkpoint(tracking_uri: str, experiment_name: str) -> str:
     if not runs:
         raise LookupError(f"no finished run of {experiment_name!r} in {tracking_uri} recorded a best checkpoint")
     return runs[0].data.tags[BEST_CHECKPOINT_TAG]
+
+
+class RunLookupError(LookupError):
+    """A run that the tracking store does not hold, or a store that does not exist."""
+
+
+def read_run(tracking_uri: str, run_id: str) -> Run:
+    """The run `run_id` of the store at `tracking_uri`; a SQLite store that does not exist is refused, not created."""
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+        raise RunLookupError(f"no MLflow store at {tracking_uri} (the file does not exist)")
+    try:
+        return MlflowClient(tracking_uri).get_run(run_id)
+    except MlflowException as error:
+        if error.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            raise RunLookupError(f"MLflow at {tracking_uri} has no run {run_id!r}") from error
+        raise

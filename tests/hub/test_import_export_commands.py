@@ -9,6 +9,7 @@ import torch
 import yaml
 
 from evf_lightning.cli import main
+from evf_lightning.hub.model_card import CARD_FILE, METRICS_HEADER
 from evf_lightning.hub.official_folder import CONFIG_FILE, OUR_FIELD, config_from_dict, config_to_dict
 from evf_lightning.hub.official_names import name_map
 from evf_lightning.hub.pretrained import read_state_dict
@@ -21,8 +22,10 @@ def test_export_writes_the_trained_weights_config_and_tokenizer(tmp_path, traine
     out = tmp_path / "official"
     main(["export", str(trained_run["ckpt"]), str(out)])
     printed = capsys.readouterr().out
-    assert f"{out}: 5 files" in printed and "sizes are not a published preset" in printed
-    assert sorted(p.name for p in out.iterdir()) == sorted([CONFIG_FILE, "model.safetensors", *TOKENIZER_FILES])
+    assert f"{out}: 6 files" in printed and "sizes are not a published preset" in printed
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [CONFIG_FILE, "model.safetensors", CARD_FILE, *TOKENIZER_FILES]
+    )
     written = read_state_dict(out)
     official = name_map("sam").to_official(trained_run["state"])
     assert set(written) == set(official)
@@ -144,3 +147,43 @@ def test_import_of_a_folder_without_weights_names_the_folder(tmp_path, trained_r
     (tmp_path / "official" / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match=r"official has none of \('model\.safetensors'"):
         main(["import", str(tmp_path / "official"), str(tmp_path / "imported")])
+
+
+def card_metrics(card: str) -> dict[str, float]:
+    """The metrics table of a model card, read back."""
+    rows = card.split(METRICS_HEADER, 1)[1].split("\n\n", 1)[0].strip().splitlines()[1:]
+    cells = [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+    return {name.strip("`"): float(value) for name, value in cells}
+
+
+def test_the_model_card_holds_the_runs_metrics_data_and_how_to_load_it(tmp_path, trained_run):
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path / "official"
+    main(["export", str(trained_run["ckpt"]), str(out), "--tracking_uri", trained_run["tracking_uri"]])
+    card = (out / CARD_FILE).read_text()
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["pipeline_tag"] == "image-segmentation" and front["library_name"] == "evf-lightning"
+    assert front["license"] == "apache-2.0" and "base_model" not in front and "backbone-sam" in front["tags"]
+    logged = MlflowClient(trained_run["tracking_uri"]).get_run(trained_run["run_id"]).data.metrics
+    assert "val/refcoco_unc_val/ciou" in logged
+    assert card_metrics(card) == logged
+    assert f"run `{trained_run['run_id']}`" in card
+    assert "- train: kind refer, dataset refcoco, split_by unc, split train" in card
+    assert "- val: kind refer, dataset refcoco, split_by unc, split val" in card
+    assert "evf predict-image --model DIR" in card and "The official EVF-SAM code cannot build this model" in card
+    assert "inference.py" not in card
+    assert "lr: 0.002" in card  # the run's optimizer, in the config section
+
+
+def test_an_unreachable_run_leaves_the_card_without_metrics_and_the_export_goes_on(tmp_path, trained_run, capsys):
+    out = tmp_path / "official"
+    missing = f"sqlite:///{tmp_path / 'absent.db'}"
+    main(["export", str(trained_run["ckpt"]), str(out), "--tracking_uri", missing])
+    assert "warning: the model card has no metrics" in capsys.readouterr().err
+    assert not (tmp_path / "absent.db").exists()
+    card = (out / CARD_FILE).read_text()
+    assert (
+        f"Metrics are unavailable: run {trained_run['run_id']} could not be read (no MLflow store at {missing}" in card
+    )
+    assert METRICS_HEADER not in card and (out / "model.safetensors").is_file()
