@@ -167,7 +167,8 @@ def card_facts(run: RunCheckpoint, ckpt: Path, out: Path, tracking_uri: str | No
     metrics, metrics_source = None, f"{ckpt} records no MLflow run"
     if run_id is not None:
         try:
-            metrics, metrics_source = read_run(tracking_uri, run_id).data.metrics, f"read from {tracking_uri}"
+            record = read_run(tracking_uri, run_id, patient=False)
+            metrics, metrics_source = record.data.metrics, f"read from {tracking_uri}"
         except (RunLookupError, MlflowException, OSError) as error:
             metrics_source = f"run {run_id} could not be read ({error})"
     if metrics is None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mlflow.entities import Run
@@ -33,12 +36,35 @@ class RunLookupError(LookupError):
     """A run that the tracking store does not hold, or a store that does not exist."""
 
 
-def read_run(tracking_uri: str, run_id: str) -> Run:
-    """The run `run_id` of the store at `tracking_uri`; a SQLite store that does not exist is refused, not created."""
+# A look-up that can do without its answer (a model card's metrics) tries once, briefly, instead of MLflow's
+# default of 7 retries with backoff, which keeps a command waiting for minutes on a server that is down.
+IMPATIENT_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+@contextmanager
+def _http_settings(settings: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def read_run(tracking_uri: str, run_id: str, patient: bool = True) -> Run:
+    """The run `run_id` of the store at `tracking_uri`; a SQLite store that does not exist is refused, not created.
+
+    Not `patient`: one short try against a tracking server (IMPATIENT_HTTP).
+    """
     if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
         raise RunLookupError(f"no MLflow store at {tracking_uri} (the file does not exist)")
     try:
-        return MlflowClient(tracking_uri).get_run(run_id)
+        with _http_settings({} if patient else IMPATIENT_HTTP):
+            return MlflowClient(tracking_uri).get_run(run_id)
     except MlflowException as error:
         if error.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
             raise RunLookupError(f"MLflow at {tracking_uri} has no run {run_id!r}") from error

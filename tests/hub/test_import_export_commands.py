@@ -187,3 +187,17 @@ def test_an_unreachable_run_leaves_the_card_without_metrics_and_the_export_goes_
         f"Metrics are unavailable: run {trained_run['run_id']} could not be read (no MLflow store at {missing}" in card
     )
     assert METRICS_HEADER not in card and (out / "model.safetensors").is_file()
+
+
+def test_a_tracking_server_that_is_down_is_asked_once_and_the_export_goes_on(tmp_path, trained_run, capsys):
+    """No server listens on the port: the card says so after one try, instead of MLflow's retries with backoff."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    out = tmp_path / "official"
+    main(["export", str(trained_run["ckpt"]), str(out), "--tracking_uri", down])
+    assert "warning: the model card has no metrics" in capsys.readouterr().err
+    card = (out / CARD_FILE).read_text()
+    assert f"Metrics are unavailable: run {trained_run['run_id']} could not be read" in card

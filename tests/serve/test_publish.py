@@ -39,7 +39,7 @@ def server(trained_run, tmp_path_factory) -> str:
 
 
 def test_a_published_version_predicts_in_a_fresh_process_what_the_predictor_predicts(
-    tmp_path, trained_run, evaluated, server, capsys
+    tmp_path, trained_run, evaluated, server, capsys, monkeypatch
 ):
     from evf_lightning.serve.images import read_image
     from evf_lightning.serve.predictor import load_predictor
@@ -83,7 +83,7 @@ def test_a_published_version_predicts_in_a_fresh_process_what_the_predictor_pred
 
     from evf_lightning.serve.images import ImageReadError
 
-    mlflow.set_tracking_uri(server)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)  # set for this test only, unlike mlflow.set_tracking_uri
     model = mlflow.pyfunc.load_model("models:/evf-tiny/1")
     with pytest.raises(MlflowException, match="prompt"):
         model.predict([{"image": str(item["path"])}])
