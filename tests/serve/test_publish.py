@@ -83,8 +83,14 @@ def test_a_published_version_predicts_in_a_fresh_process_what_the_predictor_pred
 
     from evf_lightning.serve.images import ImageReadError
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)  # set for this test only, unlike mlflow.set_tracking_uri
-    model = mlflow.pyfunc.load_model("models:/evf-tiny/1")
+    # mlflow's process-wide URI (an in-process `evf fit` sets it) wins over the environment: set it, then put it back.
+    previous = mlflow.get_tracking_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    mlflow.set_tracking_uri(server)
+    try:
+        model = mlflow.pyfunc.load_model("models:/evf-tiny/1")
+    finally:
+        mlflow.set_tracking_uri(previous)
     with pytest.raises(MlflowException, match="prompt"):
         model.predict([{"image": str(item["path"])}])
     with pytest.raises(ImageReadError, match=r"row 0: image 'no/such\.png' is neither an existing file nor base64"):
