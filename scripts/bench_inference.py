@@ -14,7 +14,7 @@ With --per-expression the figure for the official single-prompt demo loop (infer
 again for every expression) is added.
 
     .venv/bin/python scripts/bench_inference.py [--device cpu|cuda] [--images 2] [--batch-images 2]
-        [--autocast bf16] [--per-expression] [--out runs/bench/inference]
+        [--autocast bf16] [--per-expression] [--sam vit_b|vit_l|vit_h] [--out runs/bench/inference]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from bench_common import peak_memory_mb, real_size_config, write_report
+from bench_common import SAM_SIZES, describe, peak_memory_mb, real_size_config, write_report
 from torch import Tensor
 
 from evf_lightning.data.batch import ExpressionItem, ReferBatch, collate_expressions
@@ -117,11 +117,12 @@ def main() -> None:
     parser.add_argument("--batch-images", type=int, default=2, help="images per forward on our path")
     parser.add_argument("--autocast", default="bf16", choices=["bf16", "fp16", "none"])
     parser.add_argument("--per-expression", action="store_true", help="also time inference.py's loop")
+    parser.add_argument("--sam", choices=sorted(SAM_SIZES), default="vit_b", help="SAM image encoder size")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/inference"))
     args = parser.parse_args()
     torch.manual_seed(0)
-    ours = EvfLitModule(real_size_config("sdpa")).eval().to(args.device)
-    baseline = EvfLitModule(real_size_config("eager")).eval()
+    ours = EvfLitModule(real_size_config("sdpa", args.sam)).eval().to(args.device)
+    baseline = EvfLitModule(real_size_config("eager", args.sam)).eval()
     baseline.model.load_state_dict(ours.model.state_dict())  # the same weights
     baseline.to(args.device)
 
@@ -176,7 +177,7 @@ def main() -> None:
         "expressions": expressions,
         "device": args.device,
         "peak_mb_whole_run": peak_memory_mb(args.device),
-        "model": "SAM ViT-B 1024 + BEiT-3-B 224, random init, same weights on every path",
+        "model": f"{describe(args.sam)}, random init, same weights on every path",
     }
     print(write_report(args.out, report, header, rows))
     print(f"({args.images} images, {expressions} expressions, {args.device}; peak memory of the whole run "
