@@ -158,12 +158,12 @@ def card_facts(run: RunCheckpoint, ckpt: Path, out: Path, tracking_uri: str | No
     from evf_lightning.serve.predictor import VARIANTS
     from evf_lightning.tracking.logger import default_tracking_uri
     from evf_lightning.tracking.runs import RunLookupError, read_run
-    from evf_lightning.training.resume import checkpoint_mlflow_run_id
+    from evf_lightning.training.resume import recorded_mlflow_run_id
 
     family = run.config.image_backbone.family
     sam_scale, beit_scale = scale_names(run.config)
     tracking_uri = tracking_uri or default_tracking_uri()
-    run_id = checkpoint_mlflow_run_id(ckpt)
+    run_id = recorded_mlflow_run_id(run.callbacks)
     metrics, metrics_source = None, f"{ckpt} records no MLflow run"
     if run_id is not None:
         try:

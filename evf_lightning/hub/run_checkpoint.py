@@ -29,7 +29,8 @@ class RunCheckpoint:
     """What a trained model is made of; `config_source` says where its config was read.
 
     `module` (the LightningModule's init args: init, optimizer, loss, ...) and `data` (the DataModule's) are the
-    run config's sections, for the model card; empty when the config was given as a model YAML.
+    run config's sections, for the model card; empty when the config was given as a model YAML. `callbacks` are
+    the checkpoint's callback states (plain data), which record the MLflow run it belongs to.
     """
 
     state: dict[str, Tensor]
@@ -38,6 +39,7 @@ class RunCheckpoint:
     tokenizer: Path
     module: Mapping[str, Any] = field(default_factory=dict)
     data: Mapping[str, Any] = field(default_factory=dict)
+    callbacks: Mapping[str, Any] = field(default_factory=dict)
 
 
 def read_run_checkpoint(ckpt: Path, run_config: Path | None = None, tokenizer: Path | None = None) -> RunCheckpoint:
@@ -46,7 +48,7 @@ def read_run_checkpoint(ckpt: Path, run_config: Path | None = None, tokenizer: P
     The model config comes from `run_config` if given, else from the checkpoint's hyper-parameters, else from the
     config.yaml `evf fit` wrote in the run folder; the tokenizer from `tokenizer`, else the run's data.tokenizer.
     """
-    state, hparams_model = _read_checkpoint(ckpt)
+    state, hparams_model, callbacks = _read_checkpoint(ckpt)
     given = run_config is not None
     run_config = run_config or _find_run_config(ckpt)
     document = _load_yaml(run_config) if run_config else {}
@@ -66,11 +68,13 @@ def read_run_checkpoint(ckpt: Path, run_config: Path | None = None, tokenizer: P
         tokenizer=tokenizer or _run_tokenizer(document, run_config),
         module=_optional_section(document, "model", run_config),
         data=_optional_section(document, "data", run_config),
+        callbacks=callbacks,
     )
 
 
-def _read_checkpoint(ckpt: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The model's state dict (without the LightningModule's `model.` prefix) and plain model hyper-parameters."""
+def _read_checkpoint(ckpt: Path) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]:
+    """The model's state dict (without the LightningModule's `model.` prefix), plain model hyper-parameters and
+    the callback states, from one load of any kind of checkpoint (file, FSDP or DeepSpeed folder)."""
     from evf_lightning.hub.consolidate import checkpoint_kind, load_consolidated
 
     try:
@@ -88,7 +92,8 @@ def _read_checkpoint(ckpt: Path) -> tuple[dict[str, Any], dict[str, Any] | None]
         raise RunCheckpointError(f"{ckpt} holds no 'model.' weights: not a checkpoint of `evf fit`")
     hparams = checkpoint.get("hyper_parameters")
     model = hparams.get("model") if isinstance(hparams, dict) else None
-    return state, model if isinstance(model, dict) else None
+    callbacks = checkpoint.get("callbacks")
+    return state, model if isinstance(model, dict) else None, callbacks if isinstance(callbacks, dict) else {}
 
 
 def _find_run_config(ckpt: Path) -> Path | None:

@@ -8,6 +8,7 @@ position. It does not save the global random state, and the MLflow logger starts
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -86,5 +87,9 @@ def checkpoint_mlflow_run_id(ckpt_path: str | Path) -> str | None:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {ckpt_path} does not exist (nor a sharded folder with {SHARDED_META})")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    state = checkpoint.get("callbacks", {}).get(ResumeState.__qualname__, {})
-    return state.get("mlflow_run_id")
+    return recorded_mlflow_run_id(checkpoint.get("callbacks", {}))
+
+
+def recorded_mlflow_run_id(callbacks: Mapping[str, Any]) -> str | None:
+    """The MLflow run id that `ResumeState` recorded among a loaded checkpoint's callback states, if any."""
+    return callbacks.get(ResumeState.__qualname__, {}).get("mlflow_run_id")
