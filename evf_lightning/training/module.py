@@ -24,13 +24,17 @@ class OptimizerConfig:
     """AdamW with linear warmup then linear decay to zero, per optimizer step.
 
     The paper states AdamW, lr 1e-4, linear decay; betas, weight decay and warmup are LISA's, which the
-    authors say their trainer grew from (reference/evf-sam-recipe.md §3).
+    authors say their trainer grew from (reference/evf-sam-recipe.md §3). `fused` is torch's AdamW option:
+    None keeps torch's default (one kernel per list of tensors on a GPU, a Python loop over the parameters
+    on a CPU); True updates every parameter in one fused kernel, which on a CPU takes a tenth of the time
+    for a model of many small tensors.
     """
 
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.0
     warmup_steps: int = 100
+    fused: bool | None = None
 
 
 def warmup_then_linear_decay(warmup_steps: int, total_steps: int):
@@ -166,7 +170,9 @@ class EvfLitModule(LightningModule):
         if not params:
             raise ValueError(f"trainable={asdict(self.trainable)} leaves no parameter to train")
         cfg = self.optimizer_config
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.AdamW(
+            params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=cfg.fused
+        )
         total = int(self.trainer.estimated_stepping_batches)
         schedule = LambdaLR(optimizer, warmup_then_linear_decay(min(cfg.warmup_steps, total), total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
