@@ -26,7 +26,7 @@ class OptimizerConfig:
     The paper states AdamW, lr 1e-4, linear decay; betas, weight decay and warmup are LISA's, which the
     authors say their trainer grew from (reference/evf-sam-recipe.md §3). `fused` is torch's AdamW option:
     None keeps torch's default (one kernel per list of tensors on a GPU, a Python loop over the parameters
-    on a CPU); True updates every parameter in one fused kernel, which on a CPU takes a tenth of the time
+    on a CPU); True updates every parameter in one fused kernel, which on a CPU takes a fifth of the time
     for a model of many small tensors.
     """
 
