@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
@@ -41,20 +40,6 @@ class RunLookupError(LookupError):
 IMPATIENT_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
-@contextmanager
-def _http_settings(settings: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in settings}
-    os.environ.update(settings)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def read_run(tracking_uri: str, run_id: str, patient: bool = True) -> Run:
     """The run `run_id` of the store at `tracking_uri`; a SQLite store that does not exist is refused, not created.
 
@@ -63,7 +48,8 @@ def read_run(tracking_uri: str, run_id: str, patient: bool = True) -> Run:
     if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
         raise RunLookupError(f"no MLflow store at {tracking_uri} (the file does not exist)")
     try:
-        with _http_settings({} if patient else IMPATIENT_HTTP):
+        # MLflow reads these at each request; patch.dict puts the environment back as it was afterwards.
+        with mock.patch.dict(os.environ, {} if patient else IMPATIENT_HTTP):
             return MlflowClient(tracking_uri).get_run(run_id)
     except MlflowException as error:
         if error.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
