@@ -97,9 +97,9 @@ FAMILIES: dict[str, OfficialFamily] = {
     ),
 }
 BEIT3_SCALES: dict[str, Callable[[], Beit3Config]] = {"base": Beit3Config.base, "large": Beit3Config.large}
-# Backbone config fields that change how the network runs, not its weights: a preset with other
-# values there is still that scale.
-RUNTIME_FIELDS = ("resize", "attn_implementation", "dynamic_multimask_via_stability")
+# Backbone config fields that change how the network runs or starts from scratch, not its loaded weights: a preset
+# with other values there is still that scale.
+RUNTIME_FIELDS = ("resize", "attn_implementation", "dynamic_multimask_via_stability", "init_std")
 
 
 class OfficialFolderError(ValueError):

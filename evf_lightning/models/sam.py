@@ -42,6 +42,9 @@ class SamBackboneConfig:
     decoder_heads: int = 8
     resize: Resize = "longest_pad"
     attn_implementation: str = "sdpa"
+    # The std of the image encoder's from-scratch weights. transformers' SamVisionConfig defaults to 1e-10, which
+    # starts every layer at practically zero; 0.02 is SamConfig's own value and BEiT-3's. Loaded weights replace it.
+    init_std: float = 0.02
 
     @classmethod
     def vit_b(cls) -> SamBackboneConfig:
@@ -87,6 +90,7 @@ class SamBackboneConfig:
                 "patch_size": self.patch_size,
                 "output_channels": self.prompt_dim,
                 "num_pos_feats": self.prompt_dim // 2,
+                "initializer_range": self.init_std,
             },
             prompt_encoder_config={
                 "hidden_size": self.prompt_dim,

@@ -30,8 +30,9 @@ from evf_lightning.data.transforms import SamPreprocess
 from evf_lightning.models.image_backbone import ImageBackbone
 from evf_lightning.models.image_features import ImageFeatures
 
-# Kernel choices that do not change what the encoder computes (beyond float rounding).
-_NOT_IDENTITY = ("attn_implementation",)
+# Fields that do not change what given weights compute (beyond float rounding): a kernel choice, and the std that
+# only from-scratch weights are drawn with (the weights' own hash is part of the identity).
+_NOT_IDENTITY = ("attn_implementation", "init_std")
 
 
 def weights_sha256(tensors: dict[str, Tensor]) -> str:

@@ -36,6 +36,16 @@ def test_two_way_transformer_uses_original_layernorm_eps():
     assert norms and all(norm.eps == 1e-5 for norm in norms)
 
 
+def test_a_fresh_image_encoder_sees_the_image():
+    """From scratch, each image gets its own embedding: the encoder's weights are not near zero."""
+    torch.manual_seed(0)
+    backbone = SamImageBackbone(SamBackboneConfig.tiny(image_size=64))
+    weights = [p for n, p in backbone.image_encoder.named_parameters() if n.endswith("weight") and p.dim() > 1]
+    assert weights and all(0.01 < float(w.std()) < 0.05 for w in weights)
+    embedding = backbone.encode(torch.randn(2, 3, 64, 64)).embedding
+    assert float((embedding[0] - embedding[1]).std()) > 0.1
+
+
 def test_tiny_forward_backward_shares_each_image_between_its_prompts():
     torch.manual_seed(0)
     config = SamBackboneConfig.tiny(image_size=64)
