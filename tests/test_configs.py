@@ -10,7 +10,7 @@ from evf_lightning.data.synthetic import write_synthetic_dataset
 from evf_lightning.data.synthetic_multitask import FORMATS
 from evf_lightning.hub.official_names import name_map
 from evf_lightning.models.evf import EvfModel, EvfModelConfig
-from evf_lightning.training.lightning_cli import EvfCLI
+from evf_lightning.training.lightning_cli import EvfCLI, model_config
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((REPO / "configs" / "experiments").glob("*.yaml"))
@@ -24,7 +24,8 @@ def test_there_are_configs_to_check():
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_every_experiment_parses_and_its_header_explains_it(path):
     config = EvfCLI(args=["--config", str(path)], run=False, instantiate=False).config
-    assert config.model.model.image_backbone.image_size == config.data.sam_image_size  # linked, cannot drift
+    backbone = model_config(config.model.model).image_backbone
+    assert backbone.image_size == config.data.sam_image_size  # linked, cannot drift
     header = path.read_text().split("\n\n")[0]
     for word in ("Run:", "Needs:"):
         assert word in header, f"{path.name} header lacks {word!r}"

@@ -33,8 +33,6 @@ from evf_lightning.tracking.sweep_runs import spell
 GRID_FIELDS = ("name", "base", "fixed", "cells", "axes")
 # The axis over which `evf compare` shows a spread rather than separate rows.
 SEED_KEY = "seed_everything"
-# A dotted key into the prompt encoder: jsonargparse reads it as the first union member that accepts it, BEiT-3.
-PROMPT_ENCODER_FIELD = "model.model.prompt_encoder."
 
 
 class GridError(ValueError):
@@ -143,36 +141,20 @@ def in_process_cli() -> Iterator[None]:
 def validate_cell(grid: Grid, cell: Cell, extra: dict[str, Any] | None = None) -> None:
     """Parse the cell's whole config as `evf fit` would, and build its model config (no weights, no data).
 
-    An axis naming a key the config lacks, or a value of the wrong type, raises GridError naming the key; so
-    does a dotted prompt-encoder key that would turn a CLIP/ViLT/HF encoder into BEiT-3 (jsonargparse picks the
-    first dataclass of the union that accepts the key), which would otherwise train the wrong encoder silently.
+    An axis naming a key the config lacks (a BEiT-3 field on a CLIP encoder, say), or a value of the wrong type,
+    raises GridError naming the key.
     """
-    where = f"{grid.path.name}: cell {cell.index} ({cell.key})"
-    kind = _prompt_encoder_kind(grid.fit_args(cell, extra), where)
-    values = {**grid.fixed, **(extra or {}), **cell.values}
-    dotted = [key for key in values if key.startswith(PROMPT_ENCODER_FIELD)]
-    if kind == "beit3" and dotted:
-        undotted = {key: value for key, value in values.items() if key not in dotted}
-        without = _prompt_encoder_kind(["--config", str(grid.base), *override_args(undotted)], where)
-        if without != "beit3":
-            raise GridError(
-                f"{where}: {dotted} would turn the {without} prompt encoder into BEiT-3; set the whole "
-                "model.model.prompt_encoder (class_path and init_args) instead of its dotted fields"
-            )
-
-
-def _prompt_encoder_kind(args: list[str], where: str) -> str:
-    """Parse `evf fit` arguments and build the model config; the prompt encoder's kind, errors as GridError."""
     from evf_lightning.training.lightning_cli import EvfCLI, model_config
 
+    where = f"{grid.path.name}: cell {cell.index} ({cell.key})"
     errors = io.StringIO()
     try:
         with in_process_cli(), contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
-            config = EvfCLI(args=args, run=False, instantiate=False).config
+            config = EvfCLI(args=grid.fit_args(cell, extra), run=False, instantiate=False).config
     except SystemExit:
         message = errors.getvalue().rsplit("error:", 1)[-1].strip()
         raise GridError(f"{where}: {message}") from None
     try:
-        return model_config(config.model.model).prompt_encoder.kind
+        model_config(config.model.model)
     except (ValueError, TypeError) as error:
         raise GridError(f"{where}: {error}") from None

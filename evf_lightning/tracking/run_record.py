@@ -43,10 +43,11 @@ def environment() -> dict[str, str]:
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys as they are typed on the command line: a union's `init_args` level is left out."""
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, prefix if key == "init_args" else f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat

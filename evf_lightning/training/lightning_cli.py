@@ -6,18 +6,25 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from jsonargparse import ArgumentParser, Namespace, lazy_instance
+from jsonargparse import ArgumentParser, Namespace, lazy_instance, set_parsing_settings
 from lightning import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from evf_lightning.data.datamodule import EvfDataModule
+from evf_lightning.models.evf import BACKBONES, PROMPT_ENCODERS
 from evf_lightning.tracking.logger import EvfMLFlowLogger
 from evf_lightning.tracking.run_record import RunRecord, mlflow_loggers
 from evf_lightning.training.checkpoint_io import AtomicCheckpointIO
 from evf_lightning.training.module import EvfLitModule
 from evf_lightning.training.resume import ResumeState, checkpoint_mlflow_run_id
+
+# jsonargparse tries a union's types left to right on the override alone, so without this a dotted override of a
+# field two prompt encoders share (`--model.model.prompt_encoder.fusion late` on a CLIP config) silently built the
+# first type, BEiT-3, from its defaults. As subclass types, the override edits the config the YAML chose, and a
+# field that config lacks is an error.
+set_parsing_settings(subclasses_enabled=[*PROMPT_ENCODERS, *BACKBONES])
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "logger": lazy_instance(EvfMLFlowLogger),
