@@ -15,7 +15,7 @@ from evf_lightning.models.hf_prompt_encoder import (
     ViltPromptConfig,
 )
 from evf_lightning.models.sam import SamBackboneConfig
-from evf_lightning.training.lightning_cli import EvfCLI
+from evf_lightning.training.lightning_cli import EvfCLI, model_config
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "configs/experiments/quickstart.yaml"
 ENCODERS = {
@@ -69,7 +69,8 @@ def test_image_reading_encoders_see_the_image(name):
 def test_a_kind_given_on_the_command_line_parses_and_sets_the_image_size_of_the_data():
     clip = '{"class_path": "evf_lightning.models.hf_prompt_encoder.ClipPromptConfig", "init_args": {"fusion": "late"}}'
     config = EvfCLI(args=["--config", str(QUICKSTART), "--model.model.prompt_encoder", clip], run=False).config
-    assert config.model.model.prompt_encoder.fusion == "late"
+    encoder = model_config(config.model.model).prompt_encoder
+    assert (encoder.kind, encoder.fusion) == ("clip", "late")
     assert config.data.beit_image_size == 32  # CLIP's vision size, linked as BEiT-3's is
 
 
