@@ -119,8 +119,15 @@ def test_checkpoint_with_model_yaml_gives_the_same_masks_from_a_later_prompt_fra
     root = weights["root"]
     from_folder, from_ckpt = tmp_path / "folder", tmp_path / "ckpt"
     predict(frames, root / "official", from_folder, "--prompt_frame", "3")
-    ckpt_args = ["--ckpt", str(root / "last.ckpt"), "--tokenizer", str(root / "tokenizer"), "--prompt_frame", "3"]
-    predict(frames, root / "model.yaml", from_ckpt, *ckpt_args)
+    ckpt_args = [
+        "--run_config",
+        str(root / "model.yaml"),
+        "--tokenizer",
+        str(root / "tokenizer"),
+        "--prompt_frame",
+        "3",
+    ]
+    predict(frames, root / "last.ckpt", from_ckpt, *ckpt_args)
     expected = expected_masks(weights, frames, prompt_frame=3)
     for t, name in enumerate(NAMES):
         stem = Path(name).stem
@@ -159,13 +166,27 @@ def test_an_unreadable_frame_is_named(frames, weights, tmp_path):
     ],
 )
 def test_a_model_that_cannot_propagate_is_refused_naming_why(frames, weights, tmp_path, model_yaml, message):
-    with pytest.raises(SystemExit, match=f"{REPO / model_yaml}: video propagation {message}"):
-        predict(frames, REPO / model_yaml, tmp_path / "out", "--ckpt", str(weights["root"] / "last.ckpt"))
+    ckpt, tokenizer = weights["root"] / "last.ckpt", weights["root"] / "tokenizer"
+    with pytest.raises(SystemExit, match=f"{ckpt}: video propagation {message}"):
+        predict(frames, ckpt, tmp_path / "out", "--run_config", str(REPO / model_yaml), "--tokenizer", str(tokenizer))
 
 
 def test_missing_weights_and_a_prompt_frame_outside_the_video_are_named(frames, weights, tmp_path):
     root = weights["root"]
-    with pytest.raises(SystemExit, match=r"model\.yaml is a model YAML, which holds no weights; pass --ckpt"):
+    with pytest.raises(SystemExit, match=r"model\.yaml is neither an exported model folder .* nor a usable checkpoint"):
         predict(frames, root / "model.yaml", tmp_path / "out", "--tokenizer", str(root / "tokenizer"))
     with pytest.raises(SystemExit, match="--prompt_frame 8 is not one of the 8 frames"):
         predict(frames, root / "official", tmp_path / "out", "--prompt_frame", "8")
+
+
+def test_a_checkpoint_tokenizer_larger_than_the_model_vocabulary_is_named_before_the_model_is_built(
+    frames, weights, tmp_path
+):
+    root = weights["root"]
+    small_vocabulary = yaml.safe_load((root / "model.yaml").read_text())
+    small_vocabulary["prompt_encoder"]["beit3"]["vocab_size"] = 10
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(small_vocabulary))
+    args = ["--run_config", str(tmp_path / "small.yaml"), "--tokenizer", str(root / "tokenizer")]
+    with pytest.raises(SystemExit, match=r"tokenizer: the tokenizer emits \d+ token ids but the model of .*last\.ckpt"):
+        predict(frames, root / "last.ckpt", tmp_path / "out", *args)
+    assert not (tmp_path / "out").exists()

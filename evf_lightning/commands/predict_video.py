@@ -12,12 +12,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from evf_lightning.models.evf import EvfModel
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -28,8 +24,8 @@ def predict_video(
     prompt: str,
     model: Path,
     output: Path,
-    ckpt: Path | None = None,
     tokenizer: Path | None = None,
+    run_config: Path | None = None,
     prompt_frame: int = 0,
     device: str | None = None,
 ) -> list[Path]:
@@ -38,16 +34,17 @@ def predict_video(
     The expression is read on one frame, where it prompts the mask decoder; SAM-2's memory then carries that
     object forward to the last frame and, from a later prompt frame, back to the first. Frames are the JPEG and
     PNG files of FRAMES in natural order (2.jpg before 10.jpg). OUTPUT gets masks/<frame>.png (0 or 255, the
-    frame's size) and overlays/<frame>.png.
+    frame's size) and overlays/<frame>.png. The model loads as `evf predict-image` loads it.
 
     Args:
         frames: folder of video frames (.jpg, .jpeg, .png).
         prompt: the referring expression, e.g. "the red car on the left".
-        model: an official EVF-SAM2 folder (config.json, weights, tokenizer: the Hub's YxZhang/evf-sam2 layout),
-            or a model YAML (configs/model/*.yaml) whose weights come from --ckpt.
+        model: an exported EVF-SAM2 folder (`evf export`, or the Hub's YxZhang/evf-sam2 layout) or a checkpoint
+            of `evf fit` (file, or sharded FSDP/DeepSpeed folder; its run folder names the config and tokenizer).
         output: folder to write masks/ and overlays/ into (created if missing).
-        ckpt: a Lightning checkpoint of `evf fit` with the weights (overrides an official folder's own).
-        tokenizer: tokenizer folder; default: the official folder given as --model.
+        tokenizer: tokenizer folder for a checkpoint (default: the run's data.tokenizer).
+        run_config: the run's config.yaml, or a model YAML (configs/model/*.yaml), for a checkpoint (default:
+            its hyper-parameters, else the config.yaml found beside it).
         prompt_frame: index, in natural order, of the frame the expression is read on.
         device: where the model runs; default: cuda if available, else cpu.
 
@@ -56,27 +53,35 @@ def predict_video(
     """
     import torch
 
-    from evf_lightning.data.transforms import Beit3Preprocess, SamPreprocess, upscale_mask_logits
-    from evf_lightning.models.sam2_video import segment_video
+    from evf_lightning.data.transforms import upscale_mask_logits
+    from evf_lightning.models.sam2_video import check_video_backbone, segment_video
+    from evf_lightning.serve.predictor import ModelSourceError, PromptError, load_predictor
 
     paths = frame_paths(frames)
     if not 0 <= prompt_frame < len(paths):
         raise SystemExit(f"evf predict-video: --prompt_frame {prompt_frame} is not one of the {len(paths)} frames")
-    evf, tokenizer_dir = load_model(model, ckpt, tokenizer)
-    input_ids = tokenize(prompt, tokenizer_dir, evf.config.prompt_encoder.beit3.vocab_size)
-    backbone = evf.config.image_backbone
-    sam_preprocess = SamPreprocess(size=backbone.image_size, resize=backbone.resize)
+    try:
+        predictor = load_predictor(
+            model,
+            tokenizer=tokenizer,
+            run_config=run_config,
+            device=device,
+            require=lambda config: check_video_backbone(config.image_backbone),
+        )
+        (input_ids,) = predictor.tokenize([prompt])
+    except (ModelSourceError, PromptError) as error:
+        raise SystemExit(f"evf predict-video: {error}") from error
     pixels, resized, sizes = [], [], []
     for path in paths:
         image = read_frame(path)
-        frame_pixels, resized_hw = sam_preprocess(image)
+        frame_pixels, resized_hw = predictor.sam_preprocess(image)
         pixels.append(frame_pixels)
         resized.append(resized_hw)
         sizes.append(image.shape[:2])
-    beit_pixels = Beit3Preprocess(evf.config.prompt_encoder.beit3.img_size)(read_frame(paths[prompt_frame]))
+    beit_pixels = predictor.beit_preprocess(read_frame(paths[prompt_frame]))
 
-    evf.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    logits = segment_video(evf, torch.stack(pixels), beit_pixels, torch.tensor(input_ids), prompt_frame)
+    backbone = predictor.config.image_backbone
+    logits = segment_video(predictor.model, torch.stack(pixels), beit_pixels, torch.tensor(input_ids), prompt_frame)
 
     (output / "masks").mkdir(parents=True, exist_ok=True)
     (output / "overlays").mkdir(parents=True, exist_ok=True)
@@ -120,54 +125,6 @@ def read_frame(path: Path) -> np.ndarray:
         return read_image(path)
     except ImageReadError as error:
         raise SystemExit(f"evf predict-video: {error}") from error
-
-
-def load_model(model: Path, ckpt: Path | None, tokenizer: Path | None) -> tuple[EvfModel, Path]:
-    """The EVF-SAM2 model (eval mode) and its tokenizer folder; checks the family and video support first."""
-    import yaml
-
-    from evf_lightning.hub.official_folder import config_from_dict, read_official_config, read_official_weights
-    from evf_lightning.hub.pretrained import load_into, read_state_dict
-    from evf_lightning.models.evf import EvfModel
-    from evf_lightning.models.sam2_video import check_video_backbone
-
-    if model.is_dir():
-        config = read_official_config(model)
-        tokenizer = tokenizer or model
-    elif model.is_file():
-        config = config_from_dict(yaml.safe_load(model.read_text()), str(model))
-    else:
-        raise SystemExit(f"evf predict-video: --model {model} is neither an official folder nor a model YAML")
-    try:
-        check_video_backbone(config.image_backbone)
-    except (TypeError, ValueError) as error:
-        raise SystemExit(f"evf predict-video: {model}: {error}") from error
-    if tokenizer is None:
-        raise SystemExit("evf predict-video: a model YAML comes without a tokenizer; pass --tokenizer")
-    evf = EvfModel(config)
-    if ckpt is not None:
-        state = {k.removeprefix("model."): v for k, v in read_state_dict(ckpt).items() if k.startswith("model.")}
-        if not state:
-            raise SystemExit(f"evf predict-video: {ckpt} holds no 'model.' weights: not a checkpoint of `evf fit`")
-        load_into(evf, state, str(ckpt))
-    elif model.is_dir():
-        load_into(evf, read_official_weights(model, config), str(model))
-    else:
-        raise SystemExit(f"evf predict-video: {model} is a model YAML, which holds no weights; pass --ckpt")
-    return evf.eval(), tokenizer
-
-
-def tokenize(prompt: str, tokenizer: Path, vocab_size: int) -> list[int]:
-    """Token ids of the expression, as training tokenises (<s> ... </s>, no padding)."""
-    from transformers import XLMRobertaTokenizer
-
-    from evf_lightning.hub.official_folder import check_tokenizer
-
-    check_tokenizer(tokenizer, vocab_size)
-    ids = XLMRobertaTokenizer.from_pretrained(str(tokenizer), padding_side="right")(prompt)["input_ids"]
-    if len(ids) <= 2:
-        raise SystemExit(f"evf predict-video: the prompt {prompt!r} tokenises to nothing but <s> </s>")
-    return ids
 
 
 def write_mask_and_overlay(image: np.ndarray, mask: np.ndarray, output: Path, name: str) -> Path:

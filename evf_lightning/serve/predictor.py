@@ -7,7 +7,7 @@ mask a user sees is the mask the metrics scored.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,19 +115,21 @@ def load_predictor(
     tokenizer: Path | None = None,
     run_config: Path | None = None,
     device: str | None = None,
+    require: Callable[[EvfModelConfig], None] | None = None,
 ) -> Predictor:
     """A Predictor from an exported (official-format) folder or a checkpoint of `evf fit` (file or sharded folder).
 
-    `family` (sam, sam2, effi), when given, is checked against the model's before any weight is read; `tokenizer`
-    and `run_config` are for checkpoints, as `evf export` takes them (a folder brings its own tokenizer).
+    `family` (sam, sam2, effi), when given, is checked against the model's before the model is built, and so is
+    `require`, a check of what a caller needs of the config that raises TypeError or ValueError saying why;
+    `tokenizer` and `run_config` are for checkpoints, as `evf export` takes them (a folder brings its own tokenizer).
     """
     path = Path(path)
     if family is not None and family not in VARIANTS:
         raise ModelSourceError(f"variant family {family!r} is not one of {sorted(VARIANTS)}")
     if (path / CONFIG_FILE).is_file():
         try:
-            _check_family(read_official_config(path), family, path)
-            model, tokenizer_dir = load_official_folder(path), path
+            _check_config(read_official_config(path), family, require, path)
+            model, text_tokenizer = load_official_folder(path), load_tokenizer(path)
         except OfficialFolderError as error:
             raise ModelSourceError(str(error)) from error
     else:
@@ -140,17 +142,32 @@ def load_predictor(
             raise ModelSourceError(
                 f"{path} is neither an exported model folder (no {CONFIG_FILE}) nor a usable checkpoint: {error}"
             ) from error
-        _check_family(run.config, family, path)
-        model, tokenizer_dir = EvfModel(run.config), run.tokenizer
+        _check_config(run.config, family, require, path)
+        # An exported folder's tokenizer was checked against its vocabulary on loading; a run's is checked here.
+        text_tokenizer = load_tokenizer(run.tokenizer)
+        vocab_size = run.config.prompt_encoder.vocab_size
+        if len(text_tokenizer) > vocab_size:
+            raise ModelSourceError(
+                f"{run.tokenizer}: the tokenizer emits {len(text_tokenizer)} token ids but the model of {path} holds "
+                f"a vocabulary of {vocab_size}"
+            )
+        model = EvfModel(run.config)
         load_into(model, run.state, str(path))
-    predictor = Predictor(model, load_tokenizer(tokenizer_dir), str(path))
+    predictor = Predictor(model, text_tokenizer, str(path))
     return predictor.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def _check_family(config: EvfModelConfig, family: str | None, path: Path) -> None:
+def _check_config(
+    config: EvfModelConfig, family: str | None, require: Callable[[EvfModelConfig], None] | None, path: Path
+) -> None:
     found = config.image_backbone.family
     if family is not None and found != family:
         raise ModelSourceError(
             f"{path} holds an {VARIANTS[found]} model (backbone family {found!r}), not the {VARIANTS[family]} "
             f"asked for (family {family!r})"
         )
+    if require is not None:
+        try:
+            require(config)
+        except (TypeError, ValueError) as error:
+            raise ModelSourceError(f"{path}: {error}") from error
