@@ -19,7 +19,7 @@ venv: $(STAMP)
 quickstart: venv
 	$(BIN)/evf data synth $(DATA)
 	$(BIN)/evf fit --config configs/experiments/quickstart.yaml
-	$(BIN)/evf grounding --experiment configs/experiments/quickstart.yaml --output runs/quickstart/grounding.json
+	$(BIN)/evf grounding --experiment configs/experiments/quickstart.yaml --by_cue true --output runs/quickstart/grounding.json
 
 lint: venv
 	$(BIN)/ruff check .

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from evf_lightning.data.batch import ReferBatch
+    from evf_lightning.training.module import EvfLitModule
 
 
-def grounding(*, experiment: Path, ckpt_path: str | None = None, output: Path | None = None) -> dict[str, float]:
+def grounding(
+    *, experiment: Path, ckpt_path: str | None = None, output: Path | None = None, by_cue: bool = False
+) -> dict[str, float]:
     """Compare validation metrics with true prompts against prompts shuffled across the split.
 
     A model that grounds language loses most of its cIoU when each expression is swapped for another
@@ -17,6 +27,9 @@ def grounding(*, experiment: Path, ckpt_path: str | None = None, output: Path | 
         experiment: the experiment YAML the model was trained with.
         ckpt_path: the checkpoint to evaluate.
         output: where to write the figures as JSON (optional).
+        by_cue: also score apart the expressions of each set of cues they name (colour, shape, size,
+            position, or several), read from the words of the generated data (`evf data synth`): which
+            words has the model learned? Keys `by_cue/<val split>/<cues>/<metric>`.
     """
     from rich.console import Console
     from rich.table import Table
@@ -42,7 +55,49 @@ def grounding(*, experiment: Path, ckpt_path: str | None = None, output: Path | 
         true, shuffled = results[f"true/{name}"], results[f"shuffled/{name}"]
         table.add_row(name, f"{true:.4f}", f"{shuffled:.4f}", f"{true - shuffled:+.4f}")
     Console().print(table)
+    if by_cue:
+        cli.datamodule.shuffle_eval_prompts = False
+        cli.datamodule.setup("validate")
+        for name, loader in zip(cli.datamodule.val_names, cli.datamodule.val_dataloader(), strict=True):
+            scores = scores_by_cue(cli.model, loader)
+            results.update({f"by_cue/{name}/{cues}/{k}": v for cues, row in scores.items() for k, v in row.items()})
+            Console().print(_cue_table(name, scores))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps({"checkpoint": ckpt_path, **results}, indent=2))
     return results
+
+
+def scores_by_cue(module: EvfLitModule, loader: Iterable[ReferBatch]) -> dict[str, dict[str, float]]:
+    """cIoU, gIoU, P@t and the number of expressions for each set of cues the expressions name, on the CPU
+    (the generated data is small); "none" holds expressions that name no cue of the generated language."""
+    import torch
+
+    from evf_lightning.data.synthetic import expression_cues
+    from evf_lightning.training.metrics import ReferringSegmentationMetrics
+
+    metrics: dict[str, ReferringSegmentationMetrics] = {}
+    module = module.cpu().eval()
+    with torch.inference_mode():
+        for batch in loader:
+            masks = [image > 0 for image in module.full_resolution_logits(batch, module(batch))]
+            preds = [pred for image in masks for pred in image]
+            targets = [target.bool() for image in batch.masks for target in image]
+            for text, pred, target in zip(batch.texts, preds, targets, strict=True):
+                cues = "+".join(expression_cues(text)) or "none"
+                metrics.setdefault(cues, ReferringSegmentationMetrics()).update([pred], [target])
+    return {
+        cues: {**{key: float(value) for key, value in metric.compute().items()}, "expressions": float(metric.count)}
+        for cues, metric in sorted(metrics.items(), key=lambda item: (item[0].count("+"), item[0]))
+    }
+
+
+def _cue_table(split: str, scores: dict[str, dict[str, float]]) -> Table:
+    from rich.table import Table
+
+    table = Table(title=f"{split}: true prompts by the cues they name")
+    for column in ("cues", "expressions", "ciou", "giou", "precision_0.5"):
+        table.add_column(column, justify="right")
+    for cues, row in scores.items():
+        table.add_row(cues, f"{row['expressions']:.0f}", *(f"{row[k]:.4f}" for k in ("ciou", "giou", "precision_0.5")))
+    return table

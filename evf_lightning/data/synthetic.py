@@ -44,6 +44,8 @@ POSITIONS: dict[str, tuple[int, int]] = {"left": (0, -1), "right": (0, 1), "top"
 # A position word names the object that beats every rival on its axis by this fraction of the short side.
 POSITION_MARGIN = 0.15
 CUES = ("size", "colour", "shape")
+# Every cue an expression can name, in the order `expression_cues` reports them.
+CUE_NAMES = ("colour", "shape", "size", "position")
 # The splits each (dataset, split_by) is released with (reference/datasets.md §2).
 RELEASED_SPLITS: dict[tuple[str, str], tuple[str, ...]] = {
     ("refcoco", "unc"): ("train", "val", "testA", "testB"),
@@ -200,6 +202,22 @@ def describe(target: int, objects: Sequence[SynthObject], margin: float, rng: np
                 sentences.append(other)
                 break
     return sentences
+
+
+def expression_cues(text: str) -> tuple[str, ...]:
+    """The cues (of CUE_NAMES, in that order) a generated expression names, read back from its words.
+
+    The grounding check scores the expressions of each set of cues apart, to show which words a model has
+    learned: "the leftmost red one" names ("colour", "position").
+    """
+    words = set(text.lower().split())
+    named = {
+        "colour": bool(words & set(COLOURS)),
+        "shape": bool(words & set(SHAPES)),
+        "size": any(word in words for forms in SIZE_WORDS.values() for word in forms),
+        "position": any(word in words or word + "most" in words for word in POSITIONS),
+    }
+    return tuple(cue for cue in CUE_NAMES if named[cue])
 
 
 def _attributes(rng: np.random.Generator, objects: Sequence[SynthObject]) -> dict[str, str]:

@@ -18,6 +18,7 @@ from evf_lightning.data.synthetic import (
     SHAPES,
     SIZE_WORDS,
     SynthSummary,
+    expression_cues,
     write_synthetic_dataset,
     write_synthetic_refer,
 )
@@ -87,6 +88,19 @@ def test_every_sentence_fits_exactly_its_object_and_needs_every_cue_it_names(sha
                 assert _referents(wanted, None, scene) != [expression.ann_id], expression.text
                 needed["position"] += 1
     assert all(count >= 20 for count in needed.values()), needed
+
+
+def test_the_cues_read_back_from_a_sentence_are_the_ones_it_was_written_with(shapes):
+    _, reader = shapes
+    seen = set()
+    for index in range(len(reader)):
+        for expression in reader.expressions(index):
+            wanted, position = _read(expression.text)
+            written = tuple(c for c in ("colour", "shape", "size") if c in wanted) + (("position",) if position else ())
+            assert expression_cues(expression.text) == written, expression.text
+            assert expression_cues(expression.text.upper()) == written
+            seen.add(written)
+    assert len(seen) >= 8, seen
 
 
 def test_every_object_has_one_ref_with_one_or_two_sentences(shapes):

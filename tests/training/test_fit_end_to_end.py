@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from evf_lightning.cli import main
 from evf_lightning.commands.grounding import grounding
+from evf_lightning.data.refer import ReferDataset
 from evf_lightning.tracking.run_record import BEST_CHECKPOINT_TAG
 
 STEPS = 500
@@ -25,7 +26,7 @@ def trained(tmp_path_factory, synth_root, experiment_file):
         patch.chdir(folder)
         config = experiment_file(folder / "experiment.yaml", synth_root, "e2e")
         main(["fit", "--config", str(config)])
-        result = grounding(experiment=config, output=folder / "grounding.json")
+        result = grounding(experiment=config, output=folder / "grounding.json", by_cue=True)
     return {"folder": folder, "uri": uri, "config": config, "grounding": result}
 
 
@@ -72,6 +73,22 @@ def test_model_reads_the_expression(trained):
     assert result["true/ciou"] > 0.22
     assert result["true/ciou"] - result["shuffled/ciou"] > 0.03
     assert (trained["folder"] / "grounding.json").is_file()
+
+
+def test_grounding_scores_each_set_of_cues_apart_and_the_sets_make_up_the_split(trained, synth_root):
+    result = trained["grounding"]
+    prefix = "by_cue/refcoco_unc_val/"
+    counts = {
+        key[len(prefix) : -len("/expressions")]: n
+        for key, n in result.items()
+        if key.startswith(prefix) and key.endswith("/expressions")
+    }
+    assert {"colour", "shape", "size", "position"} <= set(counts)
+    val = ReferDataset(synth_root, "refcoco", "unc", "val")
+    assert sum(counts.values()) == sum(len(val.expressions(index)) for index in range(len(val)))
+    # gIoU is a mean over expressions, so the sets' gIoUs weighted by their sizes give the split's
+    pooled = sum(result[f"{prefix}{cues}/giou"] * n for cues, n in counts.items()) / sum(counts.values())
+    assert pooled == pytest.approx(result["true/giou"], abs=1e-5)
 
 
 def test_resume_from_last_checkpoint_continues_the_step_count_in_the_same_run(trained, tmp_path, monkeypatch):
