@@ -74,13 +74,13 @@ def scores_by_cue(module: EvfLitModule, loader: Iterable[ReferBatch]) -> dict[st
     import torch
 
     from evf_lightning.data.synthetic import expression_cues
-    from evf_lightning.training.metrics import ReferringSegmentationMetrics
+    from evf_lightning.training.metrics import ReferringSegmentationMetrics, logits_to_masks
 
     metrics: dict[str, ReferringSegmentationMetrics] = {}
     module = module.cpu().eval()
     with torch.inference_mode():
         for batch in loader:
-            masks = [image > 0 for image in module.full_resolution_logits(batch, module(batch))]
+            masks = logits_to_masks(module.full_resolution_logits(batch, module(batch)))
             preds = [pred for image in masks for pred in image]
             targets = [target.bool() for image in batch.masks for target in image]
             for text, pred, target in zip(batch.texts, preds, targets, strict=True):
