@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     from evf_lightning.data.batch import ReferBatch
     from evf_lightning.training.module import EvfLitModule
 
+# The figures both tables show, by their metric names.
+HEADLINE_METRICS = ("ciou", "giou", "precision_0.5")
+
 
 def grounding(
     *, experiment: Path, ckpt_path: str | None = None, output: Path | None = None, by_cue: bool = False
@@ -51,7 +54,7 @@ def grounding(
     table = Table(title=f"grounding check: {Path(ckpt_path).name}")
     for column in ("metric", "true prompts", "shuffled prompts", "difference"):
         table.add_column(column, justify="right")
-    for name in ("ciou", "giou", "precision_0.5"):
+    for name in HEADLINE_METRICS:
         true, shuffled = results[f"true/{name}"], results[f"shuffled/{name}"]
         table.add_row(name, f"{true:.4f}", f"{shuffled:.4f}", f"{true - shuffled:+.4f}")
     Console().print(table)
@@ -96,8 +99,8 @@ def _cue_table(split: str, scores: dict[str, dict[str, float]]) -> Table:
     from rich.table import Table
 
     table = Table(title=f"{split}: true prompts by the cues they name")
-    for column in ("cues", "expressions", "ciou", "giou", "precision_0.5"):
+    for column in ("cues", "expressions", *HEADLINE_METRICS):
         table.add_column(column, justify="right")
     for cues, row in scores.items():
-        table.add_row(cues, f"{row['expressions']:.0f}", *(f"{row[k]:.4f}" for k in ("ciou", "giou", "precision_0.5")))
+        table.add_row(cues, f"{row['expressions']:.0f}", *(f"{row[k]:.4f}" for k in HEADLINE_METRICS))
     return table
