@@ -40,11 +40,22 @@ class SamBackboneConfig:
     prompt_dim: int = 256
     decoder_mlp_dim: int = 2048
     decoder_heads: int = 8
+    # The decoder's last token-to-image attention runs at prompt_dim / this (2 in every SAM; transformers' blocks keep
+    # 2 whatever it is). The from-scratch tiny model learned position words once at full width (README, Quickstart).
+    decoder_final_attention_downsample: int = 2
     resize: Resize = "longest_pad"
     attn_implementation: str = "sdpa"
     # The std of the image encoder's from-scratch weights. transformers' SamVisionConfig defaults to 1e-10, which
     # starts every layer at practically zero; 0.02 is SamConfig's own value and BEiT-3's. Loaded weights replace it.
     init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        rate = self.decoder_final_attention_downsample
+        if rate < 1 or self.prompt_dim % rate or (self.prompt_dim // rate) % self.decoder_heads:
+            raise ValueError(
+                f"image_backbone.decoder_final_attention_downsample {rate} must divide prompt_dim "
+                f"{self.prompt_dim} into a width divisible by decoder_heads {self.decoder_heads}"
+            )
 
     @classmethod
     def vit_b(cls) -> SamBackboneConfig:
@@ -101,6 +112,7 @@ class SamBackboneConfig:
                 "hidden_size": self.prompt_dim,
                 "mlp_dim": self.decoder_mlp_dim,
                 "num_attention_heads": self.decoder_heads,
+                "attention_downsample_rate": self.decoder_final_attention_downsample,
                 "iou_head_hidden_dim": self.prompt_dim,
                 # The original two-way transformer uses nn.LayerNorm's default eps.
                 "layer_norm_eps": 1e-5,

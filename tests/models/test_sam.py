@@ -1,5 +1,7 @@
 """SAM backbone: published sizes on the meta device, tiny forward/backward, the original's fixed buffers."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -34,6 +36,21 @@ def test_two_way_transformer_uses_original_layernorm_eps():
     backbone = SamImageBackbone(SamBackboneConfig.tiny())
     norms = [m for n, m in backbone.mask_decoder.transformer.named_modules() if isinstance(m, torch.nn.LayerNorm)]
     assert norms and all(norm.eps == 1e-5 for norm in norms)
+
+
+@pytest.mark.parametrize("rate", [1, 2, 4])
+def test_final_attention_width_follows_its_downsample_rate_and_the_blocks_keep_half(rate):
+    config = replace(SamBackboneConfig.tiny(), decoder_final_attention_downsample=rate)
+    transformer = SamImageBackbone(config).mask_decoder.transformer
+    assert transformer.final_attn_token_to_image.q_proj.out_features == config.prompt_dim // rate
+    for block in transformer.layers:
+        assert block.cross_attn_token_to_image.q_proj.out_features == config.prompt_dim // 2
+
+
+@pytest.mark.parametrize("rate", [0, 3, 64])
+def test_a_final_attention_width_the_heads_cannot_split_is_refused(rate):
+    with pytest.raises(ValueError, match=f"decoder_final_attention_downsample {rate} must divide prompt_dim 64"):
+        replace(SamBackboneConfig.tiny(), decoder_final_attention_downsample=rate)
 
 
 def test_a_fresh_image_encoder_sees_the_image():

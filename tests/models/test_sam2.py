@@ -332,7 +332,7 @@ def test_sam2_recipe_trains_only_beit3_and_the_projector():
     }
     logits = model(
         torch.randn(2, 3, 128, 128),
-        torch.randn(2, 3, 64, 64),
+        torch.randn(2, 3, model.config.prompt_encoder.image_size, model.config.prompt_encoder.image_size),
         torch.randint(3, 256, (3, 6)),
         torch.ones(3, 6, dtype=torch.bool),
         torch.tensor([0, 0, 1]),
@@ -354,7 +354,7 @@ def test_tiny_yaml_runs_forward_and_backward_end_to_end():
     attention_mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]], dtype=torch.bool)
     logits = model(
         torch.randn(2, 3, 128, 128),
-        torch.randn(2, 3, 64, 64),
+        torch.randn(2, 3, model.config.prompt_encoder.image_size, model.config.prompt_encoder.image_size),
         torch.randint(3, 256, (3, 6)),
         attention_mask,
         torch.tensor([0, 1, 1]),

@@ -74,8 +74,12 @@ def frames(model) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def prompts() -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Two (BEiT-3 pixels, token ids) expressions."""
+    side = video_config().prompt_encoder.image_size
     torch.manual_seed(2)
-    return [(torch.randn(3, 64, 64), torch.tensor([0, 17, 42, 2])), (torch.randn(3, 64, 64), torch.tensor([0, 99, 2]))]
+    return [
+        (torch.randn(3, side, side), torch.tensor([0, 17, 42, 2])),
+        (torch.randn(3, side, side), torch.tensor([0, 99, 2])),
+    ]
 
 
 def prompt_vector(model: EvfModel, beit: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
