@@ -88,7 +88,6 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=300, help="generated scenes to probe")
     parser.add_argument("--seed", type=int, default=5, help="seed of the generated scenes (not the training data's 0)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
     predictor = load_predictor(args.checkpoint, tokenizer=args.tokenizer, device="cpu")
     prompts, texts, cells, objects = features(predictor, args.images, args.seed)
     print(f"{args.checkpoint}: {len(texts)} expressions, {len(objects)} objects in {args.images} scenes")
