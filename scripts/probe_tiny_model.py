@@ -66,11 +66,13 @@ def features(predictor: Predictor, count: int, seed: int) -> tuple[np.ndarray, l
     model, patch = predictor.model, predictor.config.image_backbone.patch_size
     prompts, texts, cells, objects = [], [], [], []
     for image, scene_objects, sentences in scenes(count, seed):
-        sam_pixels, _ = predictor.sam_preprocess(image)
+        sam_pixels, (resized_height, resized_width) = predictor.sam_preprocess(image)
         embedding = model.encode_image(sam_pixels[None]).embedding[0]
         side = embedding.shape[-1]
-        for obj in scene_objects:  # the generator's default size fits the SAM input unscaled (longest side 128)
-            cells.append(embedding[:, min(int(obj.y // patch), side - 1), min(int(obj.x // patch), side - 1)].numpy())
+        to_cell_x, to_cell_y = resized_width / image.shape[1] / patch, resized_height / image.shape[0] / patch
+        for obj in scene_objects:
+            row, column = min(int(obj.y * to_cell_y), side - 1), min(int(obj.x * to_cell_x), side - 1)
+            cells.append(embedding[:, row, column].numpy())
             objects.append(obj)
         input_ids, attention_mask = pad_token_ids(predictor.tokenize(sentences), predictor.tokenizer.pad_token_id)
         beit = predictor.beit_preprocess(image)[None].expand(len(sentences), -1, -1, -1)
