@@ -46,3 +46,21 @@ def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
             raise ValueError(f"tokenizer folder {folder} defines neither a pad nor an EOS token to pad with")
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def check_fits_vocabulary(
+    tokenizer: PreTrainedTokenizerBase,
+    vocab_size: int,
+    source: str,
+    model: str,
+    error: type[ValueError] = ValueError,
+) -> None:
+    """Refuse a tokenizer whose ids run past the model's embedding table before any step indexes out of range.
+
+    `source` names the tokenizer (its folder), `model` what holds the vocabulary (a config field, a checkpoint);
+    `error` is the caller's own ValueError subclass, so each floor keeps the error type its callers catch.
+    """
+    if len(tokenizer) > vocab_size:
+        raise error(
+            f"{source}: the tokenizer emits {len(tokenizer)} token ids but {model} holds a vocabulary of {vocab_size}"
+        )

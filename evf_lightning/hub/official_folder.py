@@ -46,6 +46,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
+from evf_lightning.data.tokenizer import check_fits_vocabulary
 from evf_lightning.hub.official_names import UnmappedKeyError, name_map
 from evf_lightning.hub.pretrained import INDEX_FILES, WEIGHT_FILES, CheckpointMismatchError, load_into, read_state_dict
 from evf_lightning.models.beit3 import Beit3Config
@@ -388,10 +389,7 @@ def check_tokenizer(folder: str | Path, vocab_size: int) -> int:
         tokenizer = XLMRobertaTokenizer.from_pretrained(str(folder), padding_side="right")
     except Exception as error:  # sentencepiece and transformers fail in many ways on a broken model file
         raise OfficialFolderError(f"{folder / TOKENIZER_FILES[0]}: the tokenizer does not load: {error}") from error
-    if len(tokenizer) > vocab_size:
-        raise OfficialFolderError(
-            f"{folder}: the tokenizer emits {len(tokenizer)} token ids but the model's vocabulary holds {vocab_size}"
-        )
+    check_fits_vocabulary(tokenizer, vocab_size, str(folder), "the model", OfficialFolderError)
     return len(tokenizer)
 
 

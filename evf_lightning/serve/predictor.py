@@ -17,7 +17,7 @@ from transformers import PreTrainedTokenizerBase
 
 from evf_lightning.data.batch import pad_token_ids
 from evf_lightning.data.expression_dataset import EmptyExpressionError, tokenize_expression
-from evf_lightning.data.tokenizer import load_tokenizer
+from evf_lightning.data.tokenizer import check_fits_vocabulary, load_tokenizer
 from evf_lightning.data.transforms import Beit3Preprocess, SamPreprocess, upscale_batch_logits
 from evf_lightning.hub.official_folder import (
     CONFIG_FILE,
@@ -145,12 +145,13 @@ def load_predictor(
         _check_config(run.config, family, require, path)
         # An exported folder's tokenizer was checked against its vocabulary on loading; a run's is checked here.
         text_tokenizer = load_tokenizer(run.tokenizer)
-        vocab_size = run.config.prompt_encoder.vocab_size
-        if len(text_tokenizer) > vocab_size:
-            raise ModelSourceError(
-                f"{run.tokenizer}: the tokenizer emits {len(text_tokenizer)} token ids but the model of {path} holds "
-                f"a vocabulary of {vocab_size}"
-            )
+        check_fits_vocabulary(
+            text_tokenizer,
+            run.config.prompt_encoder.vocab_size,
+            str(run.tokenizer),
+            f"the model of {path}",
+            ModelSourceError,
+        )
         model = EvfModel(run.config)
         load_into(model, run.state, str(path))
     predictor = Predictor(model, text_tokenizer, str(path))

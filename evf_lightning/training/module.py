@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from evf_lightning.data.batch import ReferBatch
+from evf_lightning.data.tokenizer import check_fits_vocabulary
 from evf_lightning.data.transforms import upscale_batch_logits
 from evf_lightning.hub.pretrained import PretrainedWeights, load_pretrained
 from evf_lightning.models.evf import EvfModel, EvfModelConfig
@@ -131,12 +132,12 @@ class EvfLitModule(LightningModule):
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
         tokenizer = getattr(datamodule, "tokenizer", None)
-        vocab_size = self.config.prompt_encoder.vocab_size
-        if tokenizer is not None and len(tokenizer) > vocab_size:
-            raise ValueError(
-                f"tokenizer {datamodule.tokenizer_dir} emits {len(tokenizer)} token ids but "
-                f"the prompt encoder's vocab_size (model.model.prompt_encoder) is {vocab_size}; "
-                "raise it or use the matching tokenizer"
+        if tokenizer is not None:
+            check_fits_vocabulary(
+                tokenizer,
+                self.config.prompt_encoder.vocab_size,
+                str(datamodule.tokenizer_dir),
+                "the prompt encoder (model.model.prompt_encoder vocab_size; raise it or use the matching tokenizer)",
             )
         cache = getattr(datamodule, "embedding_cache", None)
         if cache is not None:

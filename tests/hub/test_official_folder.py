@@ -294,7 +294,7 @@ def test_unreadable_tokenizer_names_the_file(sam_folder):
 
 
 def test_tokenizer_larger_than_the_vocabulary_is_refused(tokenizer):
-    with pytest.raises(OfficialFolderError, match=r"emits 33 token ids but the model's vocabulary holds 32"):
+    with pytest.raises(OfficialFolderError, match=r"emits 33 token ids but the model holds a vocabulary of 32"):
         check_tokenizer(tokenizer, vocab_size=32)
 
 
