@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from evf_lightning.hub.model_card import CARD_FILE
 from evf_lightning.hub.official_names import name_map
 from evf_lightning.hub.pretrained import read_state_dict
 from evf_lightning.tracking.run_record import BEST_CHECKPOINT_TAG
-from evf_lightning.tracking.server import mlflow_server
+from evf_lightning.tracking.server import mlflow_server, model_server
 
 # Runs in a fresh interpreter: loads the registered version and predicts the rows of a JSON file into a .npy.
 LOAD_AND_PREDICT = """
@@ -76,6 +77,20 @@ def test_a_published_version_predicts_in_a_fresh_process_what_the_predictor_pred
     assert served.dtype == bool and 0 < expected.mean() < 1
     np.testing.assert_array_equal(served[: len(texts)], expected)
     np.testing.assert_array_equal(served[-1], expected[0])  # the base64 row: the same image
+
+    # The same version behind `mlflow models serve`: JSON rows in over HTTP (a type-hinted model takes `inputs`),
+    # the same masks out.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    records = [{"image": encoded, "prompt": text} for text in texts]
+    with model_server("models:/evf-tiny/1") as url:
+        request = urllib.request.Request(
+            f"{url}/invocations",
+            data=json.dumps({"inputs": records}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            scored = np.array(json.load(response)["predictions"])
+    np.testing.assert_array_equal(scored, expected)
 
     # Bad rows are refused by name: MLflow checks them against the schema, the model decodes the image.
     import mlflow.pyfunc
