@@ -27,19 +27,22 @@ from evf_lightning.training.lightning_cli import EvfCLI
 
 
 class StepTimer(Callback):
-    """Wall seconds from one batch's end to the next (loading included), after the first `skip` batches."""
+    """Wall seconds from one batch's end to the next (loading included), after the first `skip` batches of the
+    fit, counted across epochs (a `skip` past the first epoch times what a data cache makes of later ones)."""
 
     def __init__(self, skip: int) -> None:
         self.skip = max(skip, 1)  # the first batch has no previous end to count from
         self.seconds: list[float] = []
+        self._seen = 0
         self._last = 0.0
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         now = time.perf_counter()
-        if batch_idx >= self.skip:
+        if self._seen >= self.skip:
             self.seconds.append(now - self._last)
+        self._seen += 1
         self._last = now
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -24,6 +25,16 @@ class ExpressionItem:
     texts: list[str]
     source: str
     cached_features: list[Tensor] | None = None
+
+    def select(self, expressions: Sequence[int]) -> ExpressionItem:
+        """The same image with only `expressions` (indices into this item's), in the order given."""
+        chosen = list(expressions)
+        return replace(
+            self,
+            token_ids=[self.token_ids[j] for j in chosen],
+            masks=self.masks[chosen],
+            texts=[self.texts[j] for j in chosen],
+        )
 
 
 @dataclass

@@ -43,6 +43,8 @@ class EvfDataModule(LightningDataModule):
     `embedding_cache` is a folder written by `evf cache build`: every split then reads the frozen image
     encoder's features from it instead of preprocessing SAM pixels (the model checks that the cache was built
     by its own encoder and preprocessing before any step runs).
+    `cache_in_memory` keeps every image of every split, preprocessed, in the reading process after its first
+    read (expression_dataset.py); it refuses augmentation, and suits data that fits in memory.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class EvfDataModule(LightningDataModule):
         shuffle_eval_prompts: bool = False,
         augment: AugmentConfig | None = None,
         embedding_cache: str | None = None,
+        cache_in_memory: bool = False,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -87,6 +90,7 @@ class EvfDataModule(LightningDataModule):
         self.shuffle_eval_prompts = shuffle_eval_prompts
         self.augment = augment or AugmentConfig.paper()
         self.embedding_cache_dir = None if embedding_cache is None else Path(embedding_cache)
+        self.cache_in_memory = cache_in_memory
         if self.embedding_cache_dir is not None and self.augment != AugmentConfig.paper():
             raise ValueError(
                 f"data.embedding_cache {self.embedding_cache_dir} holds features of the images as they are on disk, "
@@ -170,6 +174,7 @@ class EvfDataModule(LightningDataModule):
             on_bad_sample=self.on_bad_sample,
             augmenter=Augmenter(self.augment) if training else None,
             embedding_cache=self.embedding_cache,
+            cache_in_memory=self.cache_in_memory,
         )
         if self.shuffle_eval_prompts and not training:
             dataset.text_override = shuffled_texts(dataset, self.seed)

@@ -53,6 +53,10 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
     masks together and swaps left/right in the texts of a flipped sample, drawn from (seed, epoch, index, draw).
     With `embedding_cache`, items carry the image's cached encoder features
     looked up by its content key, and the SAM branch's preprocessing (the costly 1024 px resize) is skipped.
+    With `cache_in_memory`, each image is read and preprocessed once, with all of its expressions, and kept in
+    this process; later draws take their expressions from that item. Without augmentation the items are the
+    same either way, so it only saves time: at toy scale reading is a fifth of a CPU training step, at 1024 px
+    an image's tensors take 12 MB.
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
         text_override: dict[tuple[int, int], str] | None = None,
         augmenter: Augmenter | None = None,
         embedding_cache: EmbeddingCache | None = None,
+        cache_in_memory: bool = False,
     ) -> None:
         self.readers = list(readers)
         self.offsets = np.cumsum([0] + [len(r) for r in self.readers])
@@ -81,6 +86,12 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
         self.text_override = text_override or {}
         self.augmenter = augmenter or Augmenter()
         self.embedding_cache = embedding_cache
+        if cache_in_memory and self.augmenter.config.enabled:
+            raise ValueError(
+                f"an in-memory item cache (data.cache_in_memory) keeps each image as first read, but augmentation "
+                f"({self.augmenter.config}) changes it at every draw; turn one of the two off"
+            )
+        self._memory: dict[int, ExpressionItem] | None = {} if cache_in_memory else None
         self.num_skipped = 0
 
     def __len__(self) -> int:
@@ -108,9 +119,19 @@ class ExpressionDataset(Dataset[ExpressionItem | None]):
             return None
 
     def _read(self, draw: Draw) -> ExpressionItem:
+        chosen = self.chosen_expressions(draw)
+        if self._memory is None:
+            return self._prepare(draw, chosen)
+        whole = self._memory.get(draw.index)
+        if whole is None:
+            reader, local = self.locate(draw.index)
+            whole = self._memory[draw.index] = self._prepare(draw, list(range(reader.num_expressions(local))))
+        return whole.select(chosen)
+
+    def _prepare(self, draw: Draw, chosen: list[int]) -> ExpressionItem:
+        """The item of expressions `chosen` of image `draw.index`: read, augmented, preprocessed, tokenised."""
         index = draw.index
         reader, local = self.locate(index)
-        chosen = self.chosen_expressions(draw)
         sample = self.augmenter(
             reader.load(local, chosen, normalise_text=self.normalise_text), draw_rng(AUGMENT, self.seed, draw)
         )
