@@ -163,7 +163,8 @@ class EvfDataModule(LightningDataModule):
         if not splits:
             raise ValueError(f"data.{'train' if training else 'val/test'} lists no split to read")
         readers = self.readers(splits)
-        dataset = ExpressionDataset(
+        shuffle = self.shuffle_eval_prompts and not training
+        return ExpressionDataset(
             readers,
             self.tokenizer,
             self.sam_preprocess,
@@ -175,10 +176,8 @@ class EvfDataModule(LightningDataModule):
             augmenter=Augmenter(self.augment) if training else None,
             embedding_cache=self.embedding_cache,
             cache_in_memory=self.cache_in_memory,
+            text_override=shuffled_texts(readers, self.seed, normalise_text=True) if shuffle else None,
         )
-        if self.shuffle_eval_prompts and not training:
-            dataset.text_override = shuffled_texts(dataset, self.seed)
-        return dataset
 
     def _loader(self, dataset: ExpressionDataset, batch_size: int, sampler: DistributedSampler) -> DataLoader:
         """A loader whose position in the epoch is saved with the checkpoint (resumable_loader.py)."""
@@ -205,13 +204,17 @@ class EvfDataModule(LightningDataModule):
         return [self._eval_loader(d) for d in self.test_sets]
 
 
-def shuffled_texts(dataset: ExpressionDataset, seed: int) -> dict[tuple[int, int], str]:
-    """Every expression of the split gets the text of another, drawn by a seeded permutation."""
+def shuffled_texts(readers: list[SampleReader], seed: int, normalise_text: bool) -> dict[tuple[int, int], str]:
+    """Every expression of the images of `readers` (numbered on through them, as the dataset over them numbers
+    its images) gets the text of another, drawn by a seeded permutation. Given to the dataset when it is built,
+    so that no item it keeps in memory was read with the true texts."""
     keys, texts = [], []
-    for index in range(len(dataset)):
-        reader, local = dataset.locate(index)
-        sample_texts = reader.texts(local, normalise_text=dataset.normalise_text)
-        keys.extend((index, j) for j in range(len(sample_texts)))
-        texts.extend(sample_texts)
+    index = 0
+    for reader in readers:
+        for local in range(len(reader)):
+            sample_texts = reader.texts(local, normalise_text=normalise_text)
+            keys.extend((index, j) for j in range(len(sample_texts)))
+            texts.extend(sample_texts)
+            index += 1
     order = np.random.default_rng(seed).permutation(len(texts))
     return {key: texts[i] for key, i in zip(keys, order, strict=True)}

@@ -66,3 +66,20 @@ def test_augmentation_with_the_cache_is_refused():
             [], None, SamPreprocess(size=64), Beit3Preprocess(size=32),
             augmenter=Augmenter(AugmentConfig.light()), cache_in_memory=True,
         )  # fmt: skip
+
+
+def test_shuffled_prompts_are_in_the_cached_items_from_their_first_read(synth_root):
+    """The grounding control's shuffled texts are given to the dataset when it is built, so a cached item can
+    never hold the true texts: the split's texts are permuted, most of them moved, the pixels untouched."""
+    true = datamodule(synth_root, cache_in_memory=True).val_sets[0]
+    shuffled = datamodule(synth_root, cache_in_memory=True, shuffle_eval_prompts=True).val_sets[0]
+    true_items = [true[index] for index in range(len(true))]
+    shuffled_items = [shuffled[index] for index in range(len(shuffled))]
+    true_texts = [text for item in true_items for text in item.texts]
+    shuffled_texts = [text for item in shuffled_items for text in item.texts]
+    assert sorted(shuffled_texts) == sorted(true_texts)
+    moved = sum(a != b for a, b in zip(true_texts, shuffled_texts, strict=True))
+    assert moved > 0.5 * len(true_texts)
+    assert [item.texts for item in shuffled_items] == [shuffled[index].texts for index in range(len(shuffled))]
+    for a, b in zip(true_items, shuffled_items, strict=True):
+        assert torch.equal(a.sam_pixels, b.sam_pixels) and torch.equal(a.masks, b.masks)
