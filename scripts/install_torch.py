@@ -4,6 +4,8 @@
 - an NVIDIA GPU visible (`nvidia-smi -L` succeeds): the default build for this platform.
 - otherwise the pinned CPU build: taken as pip resolves it when that is a CPU build (a local wheel
   store, or macOS/Windows wheels, which are CPU-only), else from PyTorch's CPU wheel index.
+
+Arguments after the script name go to `pip install` as they are (the Makefile passes `--no-compile`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
 def pip(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "install", *args], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", *args, *sys.argv[1:]], check=True)
 
 
 def torch_importable() -> bool:
