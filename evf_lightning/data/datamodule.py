@@ -163,6 +163,7 @@ class EvfDataModule(LightningDataModule):
         if not splits:
             raise ValueError(f"data.{'train' if training else 'val/test'} lists no split to read")
         readers = self.readers(splits)
+        normalise_text = not training  # evaluation reads expressions as the official eval does
         shuffle = self.shuffle_eval_prompts and not training
         return ExpressionDataset(
             readers,
@@ -171,12 +172,12 @@ class EvfDataModule(LightningDataModule):
             self.beit_preprocess,
             expressions_per_image=self.expressions_per_image if training else None,
             seed=self.seed,
-            normalise_text=not training,
+            normalise_text=normalise_text,
             on_bad_sample=self.on_bad_sample,
             augmenter=Augmenter(self.augment) if training else None,
             embedding_cache=self.embedding_cache,
             cache_in_memory=self.cache_in_memory,
-            text_override=shuffled_texts(readers, self.seed, normalise_text=True) if shuffle else None,
+            text_override=shuffled_texts(readers, self.seed, normalise_text) if shuffle else None,
         )
 
     def _loader(self, dataset: ExpressionDataset, batch_size: int, sampler: DistributedSampler) -> DataLoader:
