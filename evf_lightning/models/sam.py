@@ -15,7 +15,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 from transformers import SamConfig as HfSamConfig
-from transformers.models.sam.modeling_sam import SamMaskDecoder, SamPromptEncoder, SamVisionEncoder
+from transformers.models.sam.configuration_sam import SamMaskDecoderConfig
+from transformers.models.sam.modeling_sam import SamAttention, SamMaskDecoder, SamPromptEncoder, SamVisionEncoder
 
 from evf_lightning.models.image_backbone import ImageBackbone, Resize
 from evf_lightning.models.image_features import ImageFeatures
@@ -40,9 +41,9 @@ class SamBackboneConfig:
     prompt_dim: int = 256
     decoder_mlp_dim: int = 2048
     decoder_heads: int = 8
-    # The decoder's last token-to-image attention runs at prompt_dim / this (2 in every SAM; transformers' blocks keep
-    # 2 whatever it is). The from-scratch tiny model learned position words once at full width (README, Quickstart).
-    decoder_final_attention_downsample: int = 2
+    # Every token-image cross attention of the decoder (in both two-way blocks and the final one) runs at
+    # prompt_dim / this: 2 in every SAM. The from-scratch tiny model learns faster at full width (evf_tiny.yaml).
+    decoder_attention_downsample: int = 2
     resize: Resize = "longest_pad"
     attn_implementation: str = "sdpa"
     # The std of the image encoder's from-scratch weights. transformers' SamVisionConfig defaults to 1e-10, which
@@ -50,10 +51,10 @@ class SamBackboneConfig:
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
-        rate = self.decoder_final_attention_downsample
+        rate = self.decoder_attention_downsample
         if rate < 1 or self.prompt_dim % rate or (self.prompt_dim // rate) % self.decoder_heads:
             raise ValueError(
-                f"image_backbone.decoder_final_attention_downsample {rate} must divide prompt_dim "
+                f"image_backbone.decoder_attention_downsample {rate} must divide prompt_dim "
                 f"{self.prompt_dim} into a width divisible by decoder_heads {self.decoder_heads}"
             )
 
@@ -112,7 +113,7 @@ class SamBackboneConfig:
                 "hidden_size": self.prompt_dim,
                 "mlp_dim": self.decoder_mlp_dim,
                 "num_attention_heads": self.decoder_heads,
-                "attention_downsample_rate": self.decoder_final_attention_downsample,
+                "attention_downsample_rate": self.decoder_attention_downsample,
                 "iou_head_hidden_dim": self.prompt_dim,
                 # The original two-way transformer uses nn.LayerNorm's default eps.
                 "layer_norm_eps": 1e-5,
@@ -138,6 +139,7 @@ class SamImageBackbone(ImageBackbone):
         self.image_encoder = SamVisionEncoder(hf.vision_config)
         self.prompt_encoder = SamPromptEncoder(hf)
         self.mask_decoder = SamMaskDecoder(hf.mask_decoder_config)
+        _size_block_cross_attention(self.mask_decoder, hf.mask_decoder_config)
         _make_gaussian_matrix_a_buffer(self.prompt_encoder.shared_embedding)
 
     @property
@@ -177,6 +179,19 @@ class SamImageBackbone(ImageBackbone):
             best = iou.argmax(dim=-1)
             return masks[torch.arange(n, device=masks.device), best]
         return masks[:, 0]
+
+
+def _size_block_cross_attention(decoder: SamMaskDecoder, config: SamMaskDecoderConfig) -> None:
+    """Rebuild the two-way blocks' cross attentions at `config.attention_downsample_rate`.
+
+    transformers sizes only the final attention by that rate and builds the blocks' at half width whatever it
+    says, which matches every published SAM (rate 2), so those are left as built.
+    """
+    rate = config.attention_downsample_rate
+    for block in decoder.transformer.layers:
+        if block.cross_attn_token_to_image.internal_dim != config.hidden_size // rate:
+            block.cross_attn_token_to_image = SamAttention(config, downsample_rate=rate)
+            block.cross_attn_image_to_token = SamAttention(config, downsample_rate=rate)
 
 
 def _make_gaussian_matrix_a_buffer(module: nn.Module) -> None:

@@ -39,18 +39,22 @@ def test_two_way_transformer_uses_original_layernorm_eps():
 
 
 @pytest.mark.parametrize("rate", [1, 2, 4])
-def test_final_attention_width_follows_its_downsample_rate_and_the_blocks_keep_half(rate):
-    config = replace(SamBackboneConfig.tiny(), decoder_final_attention_downsample=rate)
+def test_every_cross_attention_width_follows_the_downsample_rate(rate):
+    config = replace(SamBackboneConfig.tiny(), decoder_attention_downsample=rate)
     transformer = SamImageBackbone(config).mask_decoder.transformer
-    assert transformer.final_attn_token_to_image.q_proj.out_features == config.prompt_dim // rate
+    attentions = [transformer.final_attn_token_to_image]
+    attentions += [a for b in transformer.layers for a in (b.cross_attn_token_to_image, b.cross_attn_image_to_token)]
+    for attention in attentions:
+        assert attention.q_proj.out_features == attention.k_proj.out_features == config.prompt_dim // rate
+        assert attention.out_proj.in_features == config.prompt_dim // rate
     for block in transformer.layers:
-        assert block.cross_attn_token_to_image.q_proj.out_features == config.prompt_dim // 2
+        assert block.self_attn.q_proj.out_features == config.prompt_dim
 
 
 @pytest.mark.parametrize("rate", [0, 3, 64])
-def test_a_final_attention_width_the_heads_cannot_split_is_refused(rate):
-    with pytest.raises(ValueError, match=f"decoder_final_attention_downsample {rate} must divide prompt_dim 64"):
-        replace(SamBackboneConfig.tiny(), decoder_final_attention_downsample=rate)
+def test_an_attention_width_the_heads_cannot_split_is_refused(rate):
+    with pytest.raises(ValueError, match=f"decoder_attention_downsample {rate} must divide prompt_dim 64"):
+        replace(SamBackboneConfig.tiny(), decoder_attention_downsample=rate)
 
 
 def test_a_fresh_image_encoder_sees_the_image():
